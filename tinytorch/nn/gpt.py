@@ -1,0 +1,149 @@
+"""GPT: the GPT-2 architecture, with GPT-2's parameter names.
+
+Pre-LayerNorm blocks, learned position embeddings, tanh GELU, a 4x MLP, a final LayerNorm and
+an output head tied to the token embedding. `state_dict()` keys are those of transformers'
+GPT2LMHeadModel (`transformer.h.0.attn.c_attn.weight`, ...), so a checkpoint needs no renaming
+in either direction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from . import functional as F
+from .attention import CausalSelfAttention, KVCache
+from .layers import Dropout, Embedding, LayerNorm, Linear
+from .module import Module, ModuleDict, ModuleList
+
+
+@dataclass
+class GPTConfig:
+    vocab_size: int = 98
+    n_positions: int = 64  # the context window: the most positions the model ever sees
+    n_embd: int = 32
+    n_layer: int = 2
+    n_head: int = 2
+    dropout: float = 0.0
+    layer_norm_epsilon: float = 1e-5
+
+    def __post_init__(self):
+        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GPTConfig":
+        """Build from a dict, ignoring keys that are not fields (config.json holds more)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+class MLP(Module):
+    """(B, T, C) -> (B, T, 4C) -> GELU -> (B, T, C)."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd, std=0.02 / np.sqrt(2 * config.n_layer))
+        self.dropout = Dropout(config.dropout)
+
+    def forward(self, x):
+        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+
+
+class Block(Module):
+    """A pre-LayerNorm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.ln_1 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.attn = CausalSelfAttention(config.n_embd, config.n_head, config.n_layer, config.dropout)
+        self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cache: KVCache | None = None):
+        x = x + self.attn(self.ln_1(x), cache)
+        return x + self.mlp(self.ln_2(x))
+
+
+class GPT(Module):
+    def __init__(self, config: GPTConfig):
+        super().__init__()
+        self.config = config
+        self.transformer = ModuleDict(
+            wte=Embedding(config.vocab_size, config.n_embd),
+            wpe=Embedding(config.n_positions, config.n_embd),
+            drop=Dropout(config.dropout),
+            h=ModuleList(Block(config) for _ in range(config.n_layer)),
+            ln_f=LayerNorm(config.n_embd, config.layer_norm_epsilon),
+        )
+
+    def forward(self, idx, cache: KVCache | None = None):
+        """idx: (B, T) token ids -> logits (B, T, vocab_size).
+
+        With a `cache`, idx holds only the new positions; the cached ones come before them.
+        """
+        idx = np.asarray(getattr(idx, "data", idx))
+        if idx.ndim != 2:
+            raise ValueError(f"GPT expects token ids of shape (batch, time), got shape {idx.shape}")
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise TypeError(f"token ids must be integers, got dtype {idx.dtype}")
+        start = cache.length if cache is not None else 0
+        T = idx.shape[1]
+        if start + T > self.config.n_positions:
+            raise ValueError(
+                f"{start + T} positions exceed the context window of {self.config.n_positions}; "
+                "crop the input to the last n_positions ids"
+            )
+        t = self.transformer
+        x = t.wte(idx) + t.wpe(np.arange(start, start + T))  # (B, T, C) + (T, C)
+        x = t.drop(x)
+        for i, block in enumerate(t.h):
+            x = block(x, cache.layer(i) if cache is not None else None)
+        x = t.ln_f(x)
+        if cache is not None:
+            cache.advance(T)
+        return F.linear(x, t.wte.weight.T)  # (B, T, V): the head shares the token embedding
+
+    def new_cache(self, batch: int = 1) -> KVCache:
+        c = self.config
+        dtype = self.transformer.wte.weight.dtype
+        return KVCache(c.n_layer, batch, c.n_head, c.n_embd // c.n_head, c.n_positions, dtype)
+
+    def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
+                 seed=None, stop=None, use_cache: bool = True):
+        """Continue `ids` by up to `max_new_tokens` ids; returns prompt + continuation (a list).
+
+        temperature 0 is greedy; see tinytorch.generate.generate for every option.
+        """
+        from ..generate import generate
+
+        return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                        seed=seed, stop=stop, use_cache=use_cache)
+
+    # Checkpoints: a folder in the Hugging Face layout (see tinytorch.checkpoint).
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str, revision: str | None = None) -> "GPT":
+        from ..checkpoint import load_model
+
+        return load_model(path_or_repo_id, revision=revision)
+
+    def save_pretrained(self, directory, tokenizer=None, **provenance) -> None:
+        from ..checkpoint import save_pretrained
+
+        save_pretrained(self, directory, tokenizer=tokenizer, **provenance)
+
+    def push_to_hub(self, repo_id: str, tokenizer=None, **kwargs) -> str:
+        from ..checkpoint import push_to_hub
+
+        return push_to_hub(self, repo_id, tokenizer=tokenizer, **kwargs)

@@ -1,0 +1,257 @@
+"""Tensor and the autograd engine.
+
+A Tensor wraps a numpy array. Every operation on Tensors is a `Function` (see functions.py): it
+computes its result on raw numpy arrays and, when gradients are wanted, records itself on the
+result as `_ctx`, with the inputs it came from. `Tensor.backward()` walks that record once, in
+reverse topological order, and hands each Function the gradient of its output.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_grad_enabled = True
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+class no_grad:
+    """Context manager (and decorator) that turns off graph recording, as in PyTorch."""
+
+    def __enter__(self):
+        global _grad_enabled
+        self._previous, _grad_enabled = _grad_enabled, False
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+    def __call__(self, fn):
+        def wrapper(*args, **kwargs):
+            with no_grad():
+                return fn(*args, **kwargs)
+
+        wrapper.__name__, wrapper.__doc__ = fn.__name__, fn.__doc__
+        return wrapper
+
+
+class Function:
+    """One differentiable operation. Subclasses write two static methods on numpy arrays:
+
+        forward(ctx, *inputs, **options) -> output array
+        backward(ctx, grad_output) -> one gradient (or None) per positional input
+
+    `ctx` is the Function instance itself: forward stores what backward needs on it.
+    """
+
+    __slots__ = ("parents", "needs_grad", "saved", "__dict__")
+
+    def save_for_backward(self, *arrays):
+        self.saved = arrays
+
+    @classmethod
+    def apply(cls, *inputs, **options):
+        ctx = cls()
+        raw = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        out = cls.forward(ctx, *raw, **options)
+        needs_grad = _grad_enabled and any(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        result = Tensor(out, requires_grad=needs_grad, _copy=False)
+        if needs_grad:
+            ctx.parents = inputs
+            ctx.needs_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            result._ctx = ctx
+        return result
+
+    @staticmethod
+    def forward(ctx, *inputs, **options):
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise NotImplementedError
+
+
+def _as_array(data, dtype) -> np.ndarray:
+    """numpy arrays keep their dtype (float64 where asked); Python numbers and lists become float32."""
+    if isinstance(data, Tensor):
+        data = data.data
+    if dtype is not None:
+        return np.asarray(data, dtype=dtype)
+    if isinstance(data, np.ndarray):
+        return data
+    array = np.asarray(data)
+    return array.astype(np.float32) if array.dtype == np.float64 else array
+
+
+class Tensor:
+    __slots__ = ("data", "grad", "requires_grad", "_ctx", "__weakref__")
+    __array_priority__ = 1000  # so that `ndarray * Tensor` calls Tensor.__rmul__
+
+    def __init__(self, data, requires_grad: bool = False, dtype=None, _copy: bool = False):
+        self.data = np.array(data, dtype=dtype) if _copy else _as_array(data, dtype)
+        self.grad: np.ndarray | None = None
+        self.requires_grad = requires_grad
+        self._ctx: Function | None = None
+
+    # ----------------------------------------------------------------- basics
+    @property
+    def shape(self) -> tuple:
+        return self.data.shape
+
+    @property
+    def dtype(self):
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def numpy(self) -> np.ndarray:
+        return self.data
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data if dtype is None else self.data.astype(dtype)
+
+    def item(self):
+        return self.data.item()
+
+    def detach(self) -> "Tensor":
+        return Tensor(self.data)
+
+    def requires_grad_(self, flag: bool = True) -> "Tensor":
+        self.requires_grad = flag
+        return self
+
+    def __repr__(self) -> str:
+        grad = ", requires_grad=True" if self.requires_grad else ""
+        return f"Tensor({np.array2string(self.data, precision=4, separator=', ')}{grad})"
+
+    # ----------------------------------------------------------------- autograd
+    def backward(self, grad=None) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's `.grad`, visiting each node once.
+
+        The graph is freed as it is walked, so a second backward through it needs a new forward.
+        """
+        if not self.requires_grad:
+            raise RuntimeError("backward() on a tensor that does not require grad")
+        if grad is None:
+            if self.data.size != 1:
+                raise RuntimeError(
+                    f"backward() of a tensor of shape {self.shape} needs an explicit gradient "
+                    "of that shape; only a scalar (one element) gets the implicit gradient 1"
+                )
+            grad = np.ones_like(self.data)
+        else:
+            grad = _as_array(grad, self.dtype)
+            if grad.shape != self.shape:
+                raise ValueError(f"gradient shape {grad.shape} does not match tensor shape {self.shape}")
+
+        order = _topological_order(self)
+        grads = {id(self): grad}
+        for node in reversed(order):  # outputs before inputs
+            g = grads.pop(id(node), None)
+            ctx = node._ctx
+            if ctx is None:  # a leaf: accumulate (copy, since g may be shared with other nodes)
+                if g is not None:
+                    node.grad = np.array(g, dtype=node.dtype) if node.grad is None else node.grad + g
+                continue
+            node._ctx = None  # free the graph as we go
+            if g is None:
+                continue
+            input_grads = ctx.backward(ctx, g)
+            if not isinstance(input_grads, tuple):
+                input_grads = (input_grads,)
+            for parent, needs, pg in zip(ctx.parents, ctx.needs_grad, input_grads):
+                if needs and pg is not None:
+                    key = id(parent)
+                    grads[key] = grads[key] + pg if key in grads else pg
+
+    # ----------------------------------------------------------------- operators
+    # Bound explicitly (not monkey-patched) so that grep finds each one.
+    def __add__(self, other): return _F.Add.apply(self, other)
+    def __radd__(self, other): return _F.Add.apply(other, self)
+    def __sub__(self, other): return _F.Sub.apply(self, other)
+    def __rsub__(self, other): return _F.Sub.apply(other, self)
+    def __mul__(self, other): return _F.Mul.apply(self, other)
+    def __rmul__(self, other): return _F.Mul.apply(other, self)
+    def __truediv__(self, other): return _F.Div.apply(self, other)
+    def __rtruediv__(self, other): return _F.Div.apply(other, self)
+    def __pow__(self, exponent): return _F.Pow.apply(self, exponent=float(exponent))
+    def __neg__(self): return _F.Neg.apply(self)
+    def __matmul__(self, other): return _F.MatMul.apply(self, other)
+    def __rmatmul__(self, other): return _F.MatMul.apply(other, self)
+    def __getitem__(self, index): return _F.GetItem.apply(self, index=_raw_index(index))
+
+    def sum(self, axis=None, keepdims=False): return _F.Sum.apply(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return _F.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return _F.Max.apply(self, axis=axis, keepdims=keepdims)
+    def exp(self): return _F.Exp.apply(self)
+    def log(self): return _F.Log.apply(self)
+    def sqrt(self): return _F.Sqrt.apply(self)
+    def tanh(self): return _F.Tanh.apply(self)
+
+    def reshape(self, *shape):
+        shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
+        return _F.Reshape.apply(self, shape=tuple(shape))
+
+    view = reshape
+
+    def permute(self, *axes):
+        axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
+        return _F.Permute.apply(self, axes=tuple(axes))
+
+    def transpose(self, dim0: int = -2, dim1: int = -1):
+        axes = list(range(self.ndim))
+        axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
+        return _F.Permute.apply(self, axes=tuple(axes))
+
+    @property
+    def T(self):
+        return _F.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
+
+
+def _raw_index(index):
+    """Tensors used as indices become their integer arrays."""
+    if isinstance(index, Tensor):
+        return index.data
+    if isinstance(index, tuple):
+        return tuple(i.data if isinstance(i, Tensor) else i for i in index)
+    return index
+
+
+def _topological_order(root: Tensor) -> list:
+    """Nodes that need a gradient, each once, every node after all of its inputs.
+
+    Iterative depth-first search: deep graphs (long training sequences) cannot overflow the stack,
+    and a node reached along many paths is expanded only the first time.
+    """
+    order, seen = [], set()
+    stack = [(root, False)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
+            continue
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        stack.append((node, True))
+        if node._ctx is not None:
+            for parent in node._ctx.parents:
+                if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in seen:
+                    stack.append((parent, False))
+    return order
+
+
+# The operators above call into functions.py, which itself needs Function and Tensor from here:
+# importing it last lets both modules see each other fully defined.
+from . import functions as _F  # noqa: E402

@@ -1,0 +1,119 @@
+"""CharTokenizer: one id per character, plus <pad> and <unk>, each with an id of its own."""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+PAD, UNK = "<pad>", "<unk>"
+PAD_ID, UNK_ID = 0, 1
+UNK_CHAR = "\ufffd"  # how an unknown id decodes: one character, so text and ids stay aligned
+
+# Printable ASCII and newline: what Python source is made of once tabs become spaces.
+PYTHON_ALPHABET = "\n" + "".join(c for c in string.printable if c.isprintable())
+
+
+class CharTokenizer:
+    """Maps characters to ids and back.
+
+    Id 0 is `<pad>` (never a real character: batches are padded with it and losses ignore it),
+    id 1 is `<unk>` (any character outside the alphabet), then the alphabet in sorted order.
+    Text is normalized first: "\\r\\n" -> "\\n" and tabs -> `tab_size` spaces.
+    """
+
+    def __init__(self, chars, tab_size: int = 4):
+        chars = sorted(set(chars) - {"\t", "\r"})
+        if not chars:
+            raise ValueError("a tokenizer needs at least one character")
+        self.chars = chars
+        self.tab_size = tab_size
+        self.itos = [PAD, UNK] + chars
+        self.stoi = {c: i for i, c in enumerate(chars, start=2)}
+
+    @classmethod
+    def from_text(cls, text: str, tab_size: int = 4) -> "CharTokenizer":
+        """The alphabet of `text` (after normalization)."""
+        return cls(set(text.replace("\t", " ")), tab_size=tab_size)
+
+    @classmethod
+    def python(cls) -> "CharTokenizer":
+        """The Copilot alphabet: printable ASCII and newline."""
+        return cls(PYTHON_ALPHABET)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.itos)
+
+    @property
+    def pad_id(self) -> int:
+        return PAD_ID
+
+    @property
+    def unk_id(self) -> int:
+        return UNK_ID
+
+    def normalize(self, text: str) -> str:
+        return text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " " * self.tab_size)
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """The distinct characters of `text` (normalized) that are not in the alphabet."""
+        return sorted(set(self.normalize(text)) - self.stoi.keys())
+
+    def encode(self, text: str, strict: bool = False) -> list[int]:
+        """Ids of the characters of `text`. Unknown characters become <unk>, or with `strict`
+        raise ValueError naming them."""
+        text = self.normalize(text)
+        if strict:
+            unknown = self.unknown_chars(text)
+            if unknown:
+                shown = ", ".join(repr(c) for c in unknown[:10])
+                raise ValueError(f"{len(unknown)} character(s) outside the tokenizer's alphabet: {shown}")
+        return [self.stoi.get(c, UNK_ID) for c in text]
+
+    def decode(self, ids) -> str:
+        """Text of `ids`: <pad> is dropped, <unk> and out-of-range ids show as U+FFFD."""
+        out = []
+        for i in ids:
+            i = int(i)
+            if i == PAD_ID:
+                continue
+            out.append(self.itos[i] if 2 <= i < len(self.itos) else UNK_CHAR)
+        return "".join(out)
+
+    # ------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict:
+        return {"type": "char", "chars": "".join(self.chars), "pad_token": PAD, "unk_token": UNK,
+                "tab_size": self.tab_size}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CharTokenizer":
+        if values.get("type", "char") != "char" or not isinstance(values.get("chars"), str):
+            raise ValueError("not a character tokenizer: expected {'type': 'char', 'chars': '...'}")
+        return cls(values["chars"], tab_size=int(values.get("tab_size", 4)))
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path) -> "CharTokenizer":
+        return cls.from_dict(json.loads(Path(path).read_text()))
+
+    @classmethod
+    def from_pretrained(cls, path_or_repo_id: str, revision: str | None = None) -> "CharTokenizer":
+        """The tokenizer stored in a checkpoint folder's config.json (local path or Hub repo id)."""
+        from .checkpoint import load_tokenizer
+
+        return load_tokenizer(path_or_repo_id, revision=revision)
+
+    def save_pretrained(self, directory) -> None:
+        """Write (or update) the tokenizer in `directory`/config.json."""
+        from .checkpoint import save_tokenizer
+
+        save_tokenizer(self, directory)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, CharTokenizer) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size})"
