@@ -1,0 +1,52 @@
+"""The pieces of a training loop that pretraining and fine-tuning share."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .nn import functional as F
+from .optim import clip_grad_norm_
+
+
+class DivergenceError(FloatingPointError):
+    """The loss or gradient stopped being finite. Raised before the optimizer step, so the
+    weights are still those of the last good step."""
+
+
+def sample_batch(ids: np.ndarray, batch_size: int, context: int, rng: np.random.Generator):
+    """Random windows of a token array: inputs x (B, T) and the next ids y (B, T).
+
+    T is `context`, or less when the text is shorter. Reproducible: the windows depend only on
+    the state of `rng`, which a trainer saves to resume the same sequence of batches.
+    """
+    ids = np.asarray(ids)
+    T = min(context, len(ids) - 1)
+    if T < 1:
+        raise ValueError("training text needs at least 2 tokens")
+    starts = rng.integers(0, len(ids) - T, size=batch_size)
+    windows = ids[starts[:, None] + np.arange(T + 1)]  # (B, T + 1)
+    return windows[:, :-1], windows[:, 1:]
+
+
+def train_step(model, optimizer, x, y, max_grad_norm: float | None = 1.0, step: int | None = None):
+    """One step: forward, cross-entropy, backward, clip, update. Returns (loss, gradient norm).
+
+    A non-finite loss or gradient raises DivergenceError and leaves the weights untouched.
+    """
+    loss = F.cross_entropy(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    norm = clip_grad_norm_(params, max_grad_norm if max_grad_norm else math.inf)
+    value = loss.item()
+    if not (math.isfinite(value) and math.isfinite(norm)):
+        where = f" at step {step}" if step is not None else ""
+        lr = optimizer.param_groups[0]["lr"]
+        raise DivergenceError(
+            f"training diverged{where}: loss {value}, gradient norm {norm}. "
+            f"The learning rate ({lr:g}) is most likely too high: lower it (by 3-10x) and try again."
+        )
+    optimizer.step()
+    return value, norm
