@@ -463,12 +463,14 @@ class CrossEntropy(Function):
         if safe.size and (safe.min() < 0 or safe.max() >= vocab):
             raise IndexError(f"target ids must lie in [0, {vocab}) or equal ignore_index={ignore_index}")
         rows = np.arange(n)
-        probs = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        probs = np.exp(shifted)
         total = _row_sum(probs)
         probs /= total[:, None]
         count = int(keep.sum())
-        picked = probs[rows, safe]
-        loss = -np.log(picked, where=keep, out=np.zeros_like(picked)).sum() / max(count, 1)
+        # -log p(target) = log(sum(exp)) - shifted[target]: finite even where p underflows to 0
+        nll = np.log(total) - shifted[rows, safe]
+        loss = np.dot(nll, keep) / max(count, 1)
         ctx.save_for_backward(probs, safe, keep)
         ctx.count = count
         return np.asarray(loss, dtype=logits.dtype)
