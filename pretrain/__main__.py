@@ -1,0 +1,20 @@
+"""python -m pretrain MODEL [--steps N --hours H --resume --out DIR --export DIR --push-to-hub REPO ...]"""
+
+import sys
+
+from .config import parse_args
+from .train import main
+
+
+def run(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    cfg = parse_args(argv)
+    try:
+        return main(cfg, argv)
+    except (ValueError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(run())

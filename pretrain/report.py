@@ -1,0 +1,119 @@
+"""Export: the best model as a checkpoint folder with its model card, loss curve and metrics."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from tinytorch.checkpoint import load_model, load_tokenizer, read_config, save_pretrained
+
+from . import run_state
+
+DESCRIPTIONS = {
+    "level1": "Level 1: a tiny GPT that memorizes a dozen `INPUT>OUTPUT` pairs (prompt `INPUT>`, "
+              "greedy answer). The pairs are in `tasks.txt`.",
+    "copilot-tiny": "Copilot (tiny): a character-level GPT that autocompletes Python, trained on the "
+                    "Python standard library.",
+    "copilot": "Copilot: a character-level GPT that autocompletes Python, trained on the Python "
+               "standard library.",
+}
+
+
+def loss_curve_png(records: list[dict]) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [r for r in records if r.get("kind") == "train"]
+    evals = [r for r in records if r.get("kind") == "eval"]
+    fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
+    ax.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss", lw=1)
+    ax.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label="validation loss", lw=1.5)
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats per character)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def _figures_table(evals: list[dict]) -> list[str]:
+    if "tasks_right" in (evals[0] if evals else {}):
+        lines = ["| step | loss | pairs right |", "|---:|---:|---:|"]
+        lines += [f"| {r['step']} | {r['val_loss']:.4f} | {r['tasks_right']}/{r['tasks_total']} |" for r in evals]
+        return lines
+    lines = ["| step | val loss | bits/char | next-char acc. | identifier completion | prompts right |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {r['step']} | {r['val_loss']:.4f} | {r['val_bits_per_char']:.3f} | {r['next_char_accuracy']:.3f} "
+              f"| {r['identifier_completion']:.3f} | {r['prompt_checks_right']}/{r['prompt_checks_total']} |"
+              for r in evals]
+    return lines
+
+
+def model_card(name: str, config: dict, records: list[dict], best_step: int) -> str:
+    evals = [r for r in records if r.get("kind") == "eval"]
+    best = next((r for r in evals if r["step"] == best_step), evals[-1] if evals else {})
+    provenance = config.get("provenance", {})
+    lines = [
+        "---", "license: mit", "library_name: tinytorch", "pipeline_tag: text-generation",
+        "tags:", "- tinytorch", "- gpt2", "- character-level", "- education", "---", "",
+        f"# tinytorch {name}", "", DESCRIPTIONS.get(name, ""), "",
+        f"GPT-2 architecture: {config['n_layer']} layers, {config['n_head']} heads, n_embd {config['n_embd']}, "
+        f"context {config['n_positions']} characters, vocabulary {config['vocab_size']} "
+        "(ids 0 and 1 are `<pad>` and `<unk>`). Weights in safetensors under GPT-2's names: "
+        "`transformers.GPT2LMHeadModel.from_pretrained` loads this folder too.", "",
+        "```python", "from tinytorch.nn import GPT", "from tinytorch.text import CharTokenizer",
+        f'model = GPT.from_pretrained("checkpoints/{name}")  # or a Hub repo id',
+        f'tok = CharTokenizer.from_pretrained("checkpoints/{name}")',
+        f'print(tok.decode(model.generate(tok.encode("{"FGHI>" if name == "level1" else "def "}"), '
+        f'{4 if name == "level1" else 60}, temperature=0)))',
+        "```", "", "## Training", "",
+        f"Made with: `{provenance.get('command', '?')}`", "",
+        f"This folder holds the step with the lowest validation loss: step {best_step}.", "",
+    ]
+    corpus = provenance.get("corpus")
+    if corpus:
+        lines += [f"Corpus: `{corpus['root']}`, {corpus['train_files']} training files "
+                  f"({corpus['train_chars']:,} characters) and {corpus['val_files']} validation files "
+                  f"({corpus['val_chars']:,} characters); {corpus['split']}. "
+                  f"Fingerprint `{corpus['fingerprint'][:16]}`.", ""]
+    lines += ["## Figures at each evaluation", ""] + _figures_table(evals) + [
+        "", "![loss curve](loss_curve.png)", "", "Every record is in `metrics.jsonl`.", ""]
+    if best.get("prompt_checks"):
+        lines += ["## Greedy completions (best step)", "", "| prompt | expected | got |", "|---|---|---|"]
+        lines += [f"| `{c['prompt']}` | `{c['expected']}` | `{c['got']}` {'✓' if c['right'] else '✗'} |"
+                  for c in best["prompt_checks"]]
+        lines += ["", "## Samples (best step)", ""]
+        for label, text in best.get("samples", {}).items():
+            lines += [f"{label}", "", "```python", text, "```", ""]
+    if best.get("answers"):
+        lines += ["## Answers (best step)", "", "| input | expected | answer |", "|---|---|---|"]
+        lines += [f"| {a['input']}> | {a['expected']} | {a['answer']} {'✓' if a['correct'] else '✗'} |"
+                  for a in best["answers"]]
+    return "\n".join(lines) + "\n"
+
+
+def export_checkpoint(out: Path, export: Path, cfg, command: str) -> Path:
+    """The best model of run folder `out` as a finished checkpoint folder at `export`."""
+    best = out / "best"
+    model, tokenizer = load_model(best), load_tokenizer(best)
+    config = read_config(best)
+    records = run_state.read_metrics(out)
+    best_step = config.get("provenance", {}).get("steps", 0)
+    extra = {
+        "metrics.jsonl": "".join(json.dumps(r, sort_keys=True) + "\n" for r in records),
+        "loss_curve.png": loss_curve_png(records),
+    }
+    if cfg.model == "level1":
+        from .tasks import format_tasks
+
+        tasks = config["provenance"]["tasks"]
+        extra["tasks.txt"] = format_tasks(t.split(">") for t in tasks)
+    save_pretrained(model, export, tokenizer=tokenizer, provenance=config.get("provenance"),
+                    model_card=model_card(cfg.model, config, records, best_step), extra_files=extra)
+    return export
