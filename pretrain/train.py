@@ -26,12 +26,18 @@ from .evaluation import copilot_eval, level1_eval
 from .report import export_checkpoint
 
 
-class Stop(Exception):
-    """SIGINT or SIGTERM arrived: save and exit cleanly."""
+class StopRequest:
+    """Signal handler for SIGINT and SIGTERM: note the request, and let the loop save and exit at
+    the next step boundary (a step cut in half, its batch drawn but its update not applied, could
+    not be resumed exactly). A second signal stops at once."""
 
+    def __init__(self):
+        self.signal = None
 
-def _raise_stop(signum, frame):
-    raise Stop(signal.Signals(signum).name)
+    def __call__(self, signum, frame):
+        if self.signal:
+            raise KeyboardInterrupt
+        self.signal = signal.Signals(signum).name
 
 
 def build_data(cfg: TrainConfig):
@@ -131,7 +137,8 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
         return record
 
     # ---------------------------------------------------------------- loop
-    previous = {s: signal.signal(s, _raise_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    stop = StopRequest()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
     tokens_per_step = cfg.batch_size * cfg.n_positions
     bar = tqdm(total=cfg.steps, initial=step, desc=cfg.model, disable=cfg.quiet, dynamic_ncols=True)
     started = time.perf_counter() - elapsed
@@ -140,6 +147,10 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
         if step == 0:
             run_eval()
         while step < cfg.steps:
+            if stop.signal:
+                folder = save()
+                print(f"\n{stop.signal}: saved step {step} to {folder}; continue with --resume", file=sys.stderr)
+                break
             if cfg.hours and time.perf_counter() - started > cfg.hours * 3600:
                 print(f"\nthe --hours budget of {cfg.hours} h is spent at step {step}", file=sys.stderr)
                 break
@@ -164,9 +175,6 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
                 bar.write(_eval_line(record))
             if step % cfg.save_every == 0 or step == cfg.steps:
                 save()
-    except Stop as why:
-        folder = save()
-        print(f"\n{why}: saved step {step} to {folder}; continue with --resume", file=sys.stderr)
     except DivergenceError as err:
         latest = run_state.latest_step(out)
         where = f"the last good checkpoint, {latest}, stays the latest" if latest else "no checkpoint was saved yet"

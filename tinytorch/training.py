@@ -35,9 +35,10 @@ def train_step(model, optimizer, x, y, max_grad_norm: float | None = 1.0, step: 
 
     A non-finite loss or gradient raises DivergenceError and leaves the weights untouched.
     """
-    loss = F.cross_entropy(model(x), y)
-    optimizer.zero_grad()
-    loss.backward()
+    with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below, in words
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad()
+        loss.backward()
     params = [p for group in optimizer.param_groups for p in group["params"]]
     norm = clip_grad_norm_(params, max_grad_norm if max_grad_norm else math.inf)
     value = loss.item()
