@@ -5,8 +5,10 @@
     README.md           a model card with the Hub's YAML header
 
 Only JSON and safetensors are ever read: a checkpoint from the Hub is untrusted, so nothing in it
-is unpickled or executed. Saving writes a temporary sibling folder and renames it into place, so
-an interrupted save never leaves a half-written checkpoint where a good one stood.
+is unpickled or executed. Loading checks every tensor's name, shape and dtype against config.json
+(from the safetensors header alone) before it allocates a model. Saving writes a temporary
+sibling folder and renames it into place, so an interrupted save never leaves a half-written
+checkpoint where a good one stood.
 """
 
 from __future__ import annotations
@@ -27,6 +29,15 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
 SHIPPED = "checkpoints/level1, checkpoints/copilot-tiny, checkpoints/copilot"
+
+# config.json keys a checkpoint must have: GPTConfig's defaults are for experiments, not for
+# filling in a file that forgot a size.
+REQUIRED_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
+# Float weights are converted to float32 on load; anything else (ints, bfloat16) is refused.
+FLOAT_DTYPES = {"F32", "F16", "F64"}
+# Older GPT-2 checkpoints store the causal mask as buffers; tinytorch builds the mask itself.
+MASK_BUFFERS = re.compile(r"^transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
+TIED_HEAD = "lm_head.weight"  # transformers may write the tied head; it must equal wte
 
 
 class CheckpointError(ValueError):
@@ -86,6 +97,28 @@ def read_config(folder: Path) -> dict:
     return values
 
 
+def config_from_dict(values: dict, path) -> GPTConfig:
+    """The GPTConfig of a config.json's values; `path` names the file in errors."""
+    if values.get("model_type", "gpt2") != "gpt2":
+        raise CheckpointError(f"{path}: model_type {values['model_type']!r}, expected 'gpt2'")
+    missing = [key for key in REQUIRED_KEYS if key not in values]
+    if missing:
+        raise CheckpointError(f"{path}: missing {', '.join(missing)}")
+    epsilon = values.get("layer_norm_epsilon", 1e-5)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
+        raise CheckpointError(f"{path}: layer_norm_epsilon must be a positive number, got {epsilon!r}")
+    if any(isinstance(values[key], bool) for key in REQUIRED_KEYS):  # JSON true is an int to Python
+        raise CheckpointError(f"{path}: {', '.join(REQUIRED_KEYS)} must be integers")
+    try:
+        return GPTConfig.from_dict(values)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: {err}") from None
+
+
+def load_config(folder: Path) -> GPTConfig:
+    return config_from_dict(read_config(folder), Path(folder) / CONFIG_NAME)
+
+
 # ===================================================================== saving
 def default_model_card(config: dict) -> str:
     provenance = config.get("provenance", {})
@@ -95,7 +128,7 @@ def default_model_card(config: dict) -> str:
         "# tinytorch GPT", "",
         f"A character-level GPT-2 ({config['n_layer']} layers, {config['n_head']} heads, "
         f"n_embd {config['n_embd']}, context {config['n_positions']}, vocabulary {config['vocab_size']}), "
-        "trained with [tinytorch](https://github.com/), a numpy deep-learning framework.", "",
+        "trained with tinytorch, a numpy deep-learning framework.", "",
         "```python", "from tinytorch.nn import GPT", "from tinytorch.text import CharTokenizer",
         "model = GPT.from_pretrained(PATH_OR_REPO_ID)", "tok = CharTokenizer.from_pretrained(PATH_OR_REPO_ID)",
         'print(tok.decode(model.generate(tok.encode("def "), 40, temperature=0)))', "```", "",
@@ -114,20 +147,28 @@ def write_weights(path: Path, state: dict) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
+def _fsync_tree(folder: Path) -> None:
+    """Data on disk before a rename makes it visible (files only: a folder cannot be opened "rb")."""
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with open(os.path.join(root, name), "rb") as handle:
+                os.fsync(handle.fileno())
+
+
 def replace_folder(directory, write) -> None:
     """Call write(temporary_folder), then move the folder into place as `directory`.
 
-    Until the rename, `directory` keeps its old content; if `write` fails, it is untouched.
+    Until the rename, `directory` keeps its old content; if `write` fails, it is untouched and
+    the temporary folder is removed.
     """
-    directory = Path(directory)
+    directory = Path(os.path.abspath(directory))  # "." or "a/.." would have no usable name
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
     try:
         write(tmp)
-        for f in tmp.iterdir():  # data on disk before the rename makes it visible
-            with open(f, "rb") as handle:
-                os.fsync(handle.fileno())
+        _fsync_tree(tmp)
         if directory.exists():
+            # Two renames: a crash between them leaves the old folder whole under .NAME.old-*.
             old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
             os.replace(directory, old / "previous")
             os.replace(tmp, directory)
@@ -139,13 +180,34 @@ def replace_folder(directory, write) -> None:
         raise
 
 
+def check_replaceable(directory) -> None:
+    """Refuse to replace a folder that is not a checkpoint: a save replaces the folder whole, and
+    `save_pretrained(".")` must not take a project with it."""
+    directory = Path(directory)
+    if not directory.exists():
+        return
+    if not directory.is_dir():
+        raise CheckpointError(f"{directory}: exists and is a file, not a checkpoint folder")
+    entries = list(directory.iterdir())
+    if entries and not ((directory / CONFIG_NAME).is_file() and not any(e.is_dir() for e in entries)):
+        raise CheckpointError(
+            f"{directory}: exists and is not a checkpoint folder (a save replaces the whole folder); "
+            "choose a new or empty folder")
+
+
 def save_pretrained(model: GPT, directory, tokenizer: CharTokenizer | None = None, provenance: dict | None = None,
                     model_card: str | None = None, extra_files: dict | None = None) -> Path:
-    """Write `model` (and its tokenizer) as a checkpoint folder, atomically.
+    """Write `model` (and its tokenizer) as a checkpoint folder, replacing `directory` atomically.
 
+    tokenizer: stored in config.json. When None, a tokenizer already saved in `directory` with the
+    model's vocab_size is kept, so `model.save_pretrained(d)` after `tok.save_pretrained(d)` loses nothing.
     extra_files: {name: bytes or str} written beside (a loss curve, metrics.jsonl, ...).
     """
+    check_replaceable(directory)
+    if tokenizer is None:
+        tokenizer = _existing_tokenizer(Path(directory), model.config.vocab_size)
     config = config_dict(model, tokenizer, provenance)
+    reserved = {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME}
 
     def write(folder: Path):
         (folder / CONFIG_NAME).write_text(_dumps(config), encoding="utf-8")
@@ -153,18 +215,29 @@ def save_pretrained(model: GPT, directory, tokenizer: CharTokenizer | None = Non
         (folder / CARD_NAME).write_text(model_card or default_model_card(config), encoding="utf-8")
         for name, content in (extra_files or {}).items():
             target = folder / name
-            if target.resolve().parent != folder.resolve():
-                raise ValueError(f"extra file name {name!r} must be a plain file name")
+            if name in reserved or target.resolve().parent != folder.resolve():
+                raise ValueError(f"extra file name {name!r} must be a plain file name other than {sorted(reserved)}")
             (target.write_bytes if isinstance(content, bytes) else target.write_text)(content)
 
     replace_folder(directory, write)
     return Path(directory)
 
 
+def _existing_tokenizer(directory: Path, vocab_size: int) -> CharTokenizer | None:
+    try:
+        tokenizer = tokenizer_from_folder(directory)
+    except CheckpointError:  # no folder, no config, no tokenizer in it: nothing to keep
+        return None
+    return tokenizer if tokenizer.vocab_size == vocab_size else None
+
+
 def save_tokenizer(tokenizer: CharTokenizer, directory) -> None:
     """Put the tokenizer into directory/config.json, keeping whatever else it holds."""
     path = Path(directory) / CONFIG_NAME
     values = read_config(directory) if path.exists() else {}
+    if "vocab_size" in values and values["vocab_size"] != tokenizer.vocab_size:
+        raise CheckpointError(
+            f"{path}: the model's vocab_size is {values['vocab_size']} but the tokenizer has {tokenizer.vocab_size} ids")
     values["tokenizer"] = tokenizer.to_dict()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{CONFIG_NAME}.tmp")
@@ -172,7 +245,7 @@ def save_tokenizer(tokenizer: CharTokenizer, directory) -> None:
     os.replace(tmp, path)
 
 
-# ===================================================================== loading
+# ===================================================================== finding a checkpoint
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 
 
@@ -189,20 +262,80 @@ def resolve(path_or_repo_id, revision: str | None = None) -> Path:
         return local
     if local.exists():
         raise CheckpointError(f"{name}: is a file; a checkpoint is a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
-    if name.startswith((".", "/", "~")) or os.sep in name.strip("/").replace("/", "", 1) or not is_repo_id(name):
+    # Only "user/model" goes to the Hub: a bare "copilot" is a misspelled folder far more often
+    # than a legacy un-namespaced repo. And "checkpoints/copilot" where ./checkpoints exists is a
+    # local folder that is missing (not trained yet, or misspelled), not an organisation's repo.
+    if "/" not in name or not is_repo_id(name) or local.parent.is_dir():
         raise CheckpointError(
-            f"{name!r}: no such checkpoint folder, and not a Hub repo id (like 'user/model'). "
-            f"Shipped checkpoints: {SHIPPED}"
-        )
+            f"{name}: no such checkpoint folder (a Hub repo id looks like 'user/model'); "
+            f"shipped checkpoints: {SHIPPED}")
     from .hub import download
 
     return download(name, revision=revision)
 
 
-def load_weights(folder: Path) -> dict:
-    path = Path(folder) / WEIGHTS_NAME
+# ===================================================================== loading
+def read_tensor_index(path: Path) -> dict[str, tuple[str, tuple]]:
+    """name -> (safetensors dtype like "F32", shape), from the file's header alone."""
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as f:
+            return {name: (f.get_slice(name).get_dtype(), tuple(f.get_slice(name).get_shape())) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({err})") from None
+
+
+def expected_shapes(config: GPTConfig) -> dict[str, tuple]:
+    """Every tensor a GPT of `config` has, with its shape: GPT-2's names, Linear weights (in, out)."""
+    V, P, C = config.vocab_size, config.n_positions, config.n_embd
+    shapes = {"transformer.wte.weight": (V, C), "transformer.wpe.weight": (P, C)}
+    for i in range(config.n_layer):
+        for name, shape in [("ln_1.weight", (C,)), ("ln_1.bias", (C,)),
+                            ("attn.c_attn.weight", (C, 3 * C)), ("attn.c_attn.bias", (3 * C,)),
+                            ("attn.c_proj.weight", (C, C)), ("attn.c_proj.bias", (C,)),
+                            ("ln_2.weight", (C,)), ("ln_2.bias", (C,)),
+                            ("mlp.c_fc.weight", (C, 4 * C)), ("mlp.c_fc.bias", (4 * C,)),
+                            ("mlp.c_proj.weight", (4 * C, C)), ("mlp.c_proj.bias", (C,))]:
+            shapes[f"transformer.h.{i}.{name}"] = shape
+    shapes["transformer.ln_f.weight"] = shapes["transformer.ln_f.bias"] = (C,)
+    return shapes
+
+
+def _listed(names, limit: int = 4) -> str:
+    names = list(names)
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def check_tensors(path: Path, index: dict, config: GPTConfig) -> None:
+    """Compare a safetensors header with what `config` needs; one error listing every problem."""
+    expected = expected_shapes(config)
+    if TIED_HEAD in index:
+        expected[TIED_HEAD] = expected["transformer.wte.weight"]
+    problems = []
+    if missing := [n for n in expected if n not in index and n != TIED_HEAD]:
+        problems.append(f"missing tensor {_listed(missing)}")
+    if unexpected := [n for n in index if n not in expected and not MASK_BUFFERS.match(n)]:
+        problems.append(f"unexpected tensor {_listed(unexpected)}")
+    for name, (dtype, shape) in index.items():
+        if name in expected and shape != expected[name]:
+            problems.append(f"tensor {name} has shape {shape}, config.json needs {expected[name]}")
+        if name in expected and dtype not in FLOAT_DTYPES:
+            problems.append(f"tensor {name} has dtype {dtype}, expected F32 (float32)")
+    if problems:
+        raise CheckpointError(f"{path}: " + "; ".join(problems[:6]))
+
+
+def load_weights(folder, config: GPTConfig | None = None) -> dict:
+    """The validated weights of a checkpoint folder, as float32 arrays under GPT-2's names."""
+    folder = Path(folder)
+    config = config or load_config(folder)
+    path = folder / WEIGHTS_NAME
+    index = read_tensor_index(path)
+    check_tensors(path, index, config)
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
@@ -210,20 +343,11 @@ def load_weights(folder: Path) -> dict:
         weights = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({err})") from None
-    for name, value in weights.items():
-        if value.dtype not in (np.float32, np.float64, np.float16):
-            raise CheckpointError(f"{path}: tensor {name} has dtype {value.dtype}; expected float32")
-    return weights
-
-
-def load_config(folder: Path) -> GPTConfig:
-    values = read_config(folder)
-    if values.get("model_type", "gpt2") != "gpt2":
-        raise CheckpointError(f"{Path(folder) / CONFIG_NAME}: model_type {values['model_type']!r}, expected 'gpt2'")
-    try:
-        return GPTConfig.from_dict(values)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{Path(folder) / CONFIG_NAME}: {err}") from None
+    head = weights.pop(TIED_HEAD, None)
+    if head is not None and not np.array_equal(head, weights["transformer.wte.weight"]):
+        raise CheckpointError(f"{path}: {TIED_HEAD} differs from transformer.wte.weight; tinytorch ties the two")
+    return {name: value.astype(np.float32, copy=False) for name, value in weights.items()
+            if not MASK_BUFFERS.match(name)}
 
 
 def tokenizer_from_folder(folder: Path) -> CharTokenizer:
@@ -233,7 +357,7 @@ def tokenizer_from_folder(folder: Path) -> CharTokenizer:
         raise CheckpointError(f"{path}: holds no 'tokenizer' entry; this checkpoint has no character vocabulary")
     try:
         tokenizer = CharTokenizer.from_dict(values["tokenizer"])
-    except (TypeError, ValueError) as err:
+    except (TypeError, ValueError, AttributeError) as err:
         raise CheckpointError(f"{path}: bad 'tokenizer' entry ({err})") from None
     if "vocab_size" in values and tokenizer.vocab_size != values["vocab_size"]:
         raise CheckpointError(
@@ -242,18 +366,18 @@ def tokenizer_from_folder(folder: Path) -> CharTokenizer:
 
 
 def load_model(path_or_repo_id, revision: str | None = None) -> GPT:
-    """Validate a checkpoint folder (config, tokenizer, every tensor's name and shape), then build it."""
+    """Validate a checkpoint folder (config, tokenizer, every tensor's name, shape and dtype), then build it."""
     folder = resolve(path_or_repo_id, revision)
-    config = load_config(folder)
-    if "tokenizer" in read_config(folder):
+    values = read_config(folder)
+    config = config_from_dict(values, folder / CONFIG_NAME)
+    if "tokenizer" in values:
         tokenizer_from_folder(folder)  # checks its size against vocab_size
-    weights = load_weights(folder)
-    weights.pop("lm_head.weight", None)  # transformers may save the tied head; it is wte
+    weights = load_weights(folder, config)
     model = GPT(config)
     try:
         model.load_state_dict(weights)
-    except ValueError as err:
-        raise CheckpointError(f"{Path(folder) / WEIGHTS_NAME}: {err}") from None
+    except ValueError as err:  # check_tensors has seen to this already; kept as a second guard
+        raise CheckpointError(f"{folder / WEIGHTS_NAME}: {err}") from None
     return model.eval()
 
 
@@ -262,10 +386,12 @@ def load_tokenizer(path_or_repo_id, revision: str | None = None) -> CharTokenize
 
 
 def push_to_hub(model: GPT, repo_id: str, tokenizer: CharTokenizer | None = None, private: bool = False,
-                token: str | None = None, commit_message: str = "Upload tinytorch GPT", **save_kwargs) -> str:
+                token: str | None = None, commit_message: str = "Upload tinytorch GPT", endpoint: str | None = None,
+                **save_kwargs) -> str:
     """Save to a temporary folder and publish it as `repo_id`; returns the commit URL."""
     from .hub import push_folder
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_pretrained(model, Path(tmp) / "checkpoint", tokenizer=tokenizer, **save_kwargs)
-        return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message)
+        return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message,
+                           endpoint=endpoint)
