@@ -1,0 +1,156 @@
+"""The Hugging Face Hub: fetch a checkpoint folder by repo id, publish a checkpoint folder.
+
+huggingface_hub is imported inside the functions: loading a local checkpoint never needs it.
+Every client error becomes a CheckpointError of one sentence that says what went wrong and
+what to do. Tokens are handed to the client and never logged or put in a message.
+
+Where the Hub is: `endpoint=` if given, else HF_ENDPOINT read at call time (the client reads it
+once, at import), else the client's default (https://huggingface.co). Offline: HF_HUB_OFFLINE.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from .checkpoint import CARD_NAME, CONFIG_NAME, SHIPPED, WEIGHTS_NAME, CheckpointError, check_replaceable, \
+    replace_folder
+
+# Training state never belongs on the Hub; hidden files are editor or tool leftovers.
+PUSH_IGNORE = [".*", "**/.*", "optimizer.safetensors", "trainer_state.json", "__pycache__/**"]
+
+
+def _client():
+    try:
+        import huggingface_hub
+    except ImportError:
+        raise CheckpointError(
+            "huggingface_hub is not installed (pip install huggingface_hub); "
+            f"local checkpoint folders work without it: {SHIPPED}") from None
+    return huggingface_hub
+
+
+def hub_endpoint(endpoint: str | None = None) -> str:
+    from huggingface_hub import constants
+
+    return (endpoint or os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def is_offline() -> bool:
+    """HF_HUB_OFFLINE as the client read it at import, or as the environment says now."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def download(repo_id: str, revision: str | None = None, to=None, *, endpoint: str | None = None,
+             cache_dir=None, token: str | None = None) -> Path:
+    """Fetch config.json, model.safetensors and (if the repo has one) README.md of `repo_id`.
+
+    Files land in the standard Hub cache (or `cache_dir`) and are served from it offline. All of
+    them come from one commit: the one config.json was found at. Returns the snapshot folder, or
+    `to` when given (a copy of the snapshot, replaced atomically).
+    """
+    hf = _client()
+    endpoint = hub_endpoint(endpoint)
+    options = dict(endpoint=endpoint, cache_dir=cache_dir, token=token, local_files_only=is_offline())
+
+    def fetch(filename: str, rev: str | None) -> Path:
+        try:
+            return Path(hf.hf_hub_download(repo_id, filename, revision=rev, **options))
+        except Exception as err:
+            raise explain(err, repo_id, revision, endpoint, filename) from None
+
+    config = fetch(CONFIG_NAME, revision)
+    commit = config.parent.name  # the cache keeps files under snapshots/<commit sha>/
+    fetch(WEIGHTS_NAME, commit)
+    try:
+        fetch(CARD_NAME, commit)
+    except CheckpointError:
+        pass  # a model card is welcome, not required
+    snapshot = config.parent
+    if to is None:
+        return snapshot
+    check_replaceable(to)
+
+    def copy(folder: Path):
+        for name in (CONFIG_NAME, WEIGHTS_NAME, CARD_NAME):
+            if (snapshot / name).exists():
+                shutil.copyfile(snapshot / name, folder / name)  # follows the cache's symlinks
+
+    replace_folder(to, copy)
+    return Path(to)
+
+
+def push_folder(folder, repo_id: str, private: bool = False, token: str | None = None,
+                commit_message: str = "Upload tinytorch checkpoint", *, endpoint: str | None = None) -> str:
+    """Publish the checkpoint `folder` as model repo `repo_id` (created if needed); returns the commit URL.
+
+    The folder is loaded first, so a checkpoint that would not load is never published.
+    token: by default HF_TOKEN, else the one `hf auth login` saved.
+    """
+    from .checkpoint import load_model, load_tokenizer, read_config
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: no such checkpoint folder")
+    load_model(folder)
+    if "tokenizer" in read_config(folder):
+        load_tokenizer(folder)
+    hf = _client()
+    token = token or hf.get_token()
+    if not token:
+        raise CheckpointError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (with write access), "
+                              "then push again")
+    endpoint = hub_endpoint(endpoint)
+    api = hf.HfApi(endpoint=endpoint, token=token)
+    try:
+        repo = api.create_repo(repo_id, private=private, exist_ok=True)
+        commit = api.upload_folder(repo_id=repo.repo_id, folder_path=folder, commit_message=commit_message,
+                                   ignore_patterns=PUSH_IGNORE)
+    except Exception as err:
+        raise explain(err, repo_id, None, endpoint) from None
+    return commit.commit_url
+
+
+def explain(err: Exception, repo_id: str, revision: str | None, endpoint: str, filename: str | None = None) -> Exception:
+    """The client's exception -> a CheckpointError of one sentence (other exceptions pass through)."""
+    from huggingface_hub import errors
+
+    where = f"{repo_id}@{revision}" if revision else repo_id
+    if isinstance(err, errors.HFValidationError):
+        return CheckpointError(f"{repo_id!r}: not a valid Hub repo id ({_first_line(err)})")
+    if isinstance(err, errors.GatedRepoError):
+        return CheckpointError(f"{repo_id}: a gated repo; accept its terms on the Hub and log in (`hf auth login`)")
+    if isinstance(err, errors.RepositoryNotFoundError):
+        return CheckpointError(f"{repo_id}: no such model repo on the Hub ({endpoint}), or it is private and "
+                               "needs a token (HF_TOKEN or `hf auth login`)")
+    if isinstance(err, errors.RevisionNotFoundError):
+        return CheckpointError(f"{repo_id}: has no revision {revision!r} (a branch, tag or commit sha)")
+    if isinstance(err, errors.RemoteEntryNotFoundError):
+        return CheckpointError(f"{where}: has no {filename}; a tinytorch checkpoint holds {CONFIG_NAME} "
+                               f"and {WEIGHTS_NAME}")
+    if isinstance(err, errors.LocalEntryNotFoundError):
+        if is_offline():
+            return CheckpointError(f"{where}: not in the local Hub cache, and HF_HUB_OFFLINE is set so nothing "
+                                   f"can be downloaded; offline, use a shipped checkpoint: {SHIPPED}")
+        return CheckpointError(f"{where}: could not reach the Hub ({endpoint}) and it is not in the local cache; "
+                               f"check the connection, or use a shipped checkpoint: {SHIPPED}")
+    if isinstance(err, errors.HfHubHTTPError) and err.response is not None:
+        status = err.response.status_code
+        if status == 401:
+            return CheckpointError(f"the Hub ({endpoint}) rejected the token (401); check HF_TOKEN or run "
+                                   "`hf auth login`")
+        if status == 403:
+            return CheckpointError(f"{repo_id}: the token may not write there (403); it needs write access "
+                                   "to that namespace")
+        return CheckpointError(f"{where}: the Hub ({endpoint}) answered {status}: {_first_line(err)}")
+    if type(err).__module__.split(".")[0].startswith("httpx"):  # the client's transport, httpx or a fork
+        return CheckpointError(f"{where}: could not reach the Hub ({endpoint}): {_first_line(err)}")
+    return err
+
+
+def _first_line(err: Exception) -> str:
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[0] if lines else type(err).__name__
