@@ -14,8 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from .checkpoint import CARD_NAME, CONFIG_NAME, SHIPPED, WEIGHTS_NAME, CheckpointError, check_replaceable, \
-    replace_folder
+from .checkpoint import (CARD_NAME, CONFIG_NAME, SHIPPED, WEIGHTS_NAME, CheckpointError, check_replaceable,
+                         replace_folder)
 
 # Training state never belongs on the Hub; hidden files are editor or tool leftovers.
 PUSH_IGNORE = [".*", "**/.*", "optimizer.safetensors", "trainer_state.json", "__pycache__/**"]
