@@ -273,97 +273,142 @@ class GetItem(Function):
 
 
 # ===================================================================== fused transformer ops
+# Sizes at the kit's models: N = B*T rows of C = 16..128 features. Short rows make numpy's
+# per-row reductions slow, and every pass over an (N, C) array costs memory traffic, so these
+# ops sum rows with a BLAS matrix-vector product and reuse buffers in place where they can.
+@lru_cache(maxsize=None)
+def _ones(n: int, dtype) -> np.ndarray:
+    ones = np.ones(n, dtype=dtype)
+    ones.flags.writeable = False  # shared by every caller
+    return ones
+
+
 def _row_sum(x: np.ndarray) -> np.ndarray:
-    """Sum over the last axis, (..., C) -> (...). A matrix-vector product beats np.sum on short rows."""
-    return x @ np.ones(x.shape[-1], dtype=x.dtype)
+    """Sum over the last axis, (..., C) -> (...), as one matrix-vector product on the 2-D view
+    (N, C) @ (C,): ~6x faster than x.sum(-1) on short rows, and one BLAS call, not one per batch."""
+    n = x.shape[-1]
+    return (x.reshape(-1, n) @ _ones(n, x.dtype)).reshape(x.shape[:-1])
 
 
 def _column_sum(x2d: np.ndarray) -> np.ndarray:
     """Sum over rows, (N, C) -> (C,)."""
-    return np.ones(x2d.shape[0], dtype=x2d.dtype) @ x2d
+    return _ones(x2d.shape[0], x2d.dtype) @ x2d
 
 
 class Linear(Function):
     """y = x @ weight + bias, with weight of shape (in, out) as GPT-2 stores it.
 
     x: (..., in)  weight: (in, out)  bias: (out,) or None  ->  y: (..., out)
+
+    Every product runs on the 2-D view x2d (N, in), N = all leading dims together: numpy
+    multiplies a 3-D array by a matrix as one BLAS call per batch element, the 2-D view as one.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
-        ctx.save_for_backward(x, weight)
-        y = x @ weight
+        x2d = x.reshape(-1, x.shape[-1])  # (N, in)
+        y = x2d @ weight  # (N, out)
         if bias is not None:
             y += bias
-        return y
+        ctx.save_for_backward(x2d, weight)
+        ctx.x_shape = x.shape
+        return y.reshape(*x.shape[:-1], weight.shape[1])
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight = ctx.saved
+        x2d, weight = ctx.saved
+        needs = ctx.needs_grad
         grad2d = grad.reshape(-1, grad.shape[-1])  # (N, out)
-        grad_x = grad @ weight.T if ctx.needs_grad[0] else None
-        grad_w = x.reshape(-1, x.shape[-1]).T @ grad2d if ctx.needs_grad[1] else None
-        grad_b = _column_sum(grad2d) if len(ctx.needs_grad) > 2 and ctx.needs_grad[2] else None
+        grad_x = (grad2d @ weight.T).reshape(ctx.x_shape) if needs[0] else None  # (N, in)
+        grad_w = x2d.T @ grad2d if needs[1] else None  # (in, N) @ (N, out)
+        grad_b = _column_sum(grad2d) if len(needs) > 2 and needs[2] else None  # (out,)
         return grad_x, grad_w, grad_b
 
 
 class LayerNorm(Function):
     """Normalize the last axis to zero mean and unit variance, then scale and shift.
 
-    x: (..., C)  weight, bias: (C,)
+    x: (..., C)  weight, bias: (C,). Works on the 2-D view (N, C).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps=1e-5):
         n = x.shape[-1]
-        centered = x - (_row_sum(x) / n)[..., None]
-        variance = _row_sum(centered * centered) / n
-        rstd = (1.0 / np.sqrt(variance + eps))[..., None]  # (..., 1)
-        xhat = centered * rstd
+        x2d = x.reshape(-1, n)
+        ones = _ones(n, x.dtype)
+        xhat = x2d - ((x2d @ ones) * (1.0 / n))[:, None]  # centered, (N, C)
+        variance = (xhat * xhat) @ ones
+        variance *= 1.0 / n
+        variance += eps
+        rstd = np.sqrt(variance, out=variance)
+        np.reciprocal(rstd, out=rstd)  # (N,) 1 / std
+        xhat *= rstd[:, None]  # now normalized
+        y = xhat * weight
+        y += bias
         ctx.save_for_backward(xhat, rstd, weight)
-        return xhat * weight + bias
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, rstd, weight = ctx.saved
-        n = xhat.shape[-1]
+        xhat, rstd, weight = ctx.saved  # (N, C), (N,), (C,)
+        n = xhat.shape[1]
         grad2d = grad.reshape(-1, n)
-        grad_w = _column_sum(grad2d * xhat.reshape(-1, n))
+        gx = grad2d * xhat  # (N, C), used twice below
+        grad_w = _column_sum(gx)
         grad_b = _column_sum(grad2d)
-        # d/dx of (x - mean) / std: the gradient through the mean and through the variance
-        gxhat = grad * weight
-        mean_g = (_row_sum(gxhat) / n)[..., None]
-        mean_gx = (_row_sum(gxhat * xhat) / n)[..., None]
-        grad_x = (gxhat - mean_g - xhat * mean_gx) * rstd
-        return grad_x, grad_w, grad_b
+        # With g = grad * weight (the gradient reaching xhat), d/dx of (x - mean) * rstd is
+        #   rstd * (g - mean(g) - xhat * mean(g * xhat)): the gradient through the mean and
+        #   through the variance. Both means are matrix-vector products with `weight`:
+        #   mean(g) = grad2d @ weight / n,  mean(g * xhat) = (grad2d * xhat) @ weight / n.
+        mean_g = (grad2d @ weight) * (1.0 / n)  # (N,)
+        mean_gx = (gx @ weight) * (1.0 / n)  # (N,)
+        grad_x = np.multiply(grad2d, weight, out=gx)  # g, reusing gx's buffer
+        grad_x -= mean_g[:, None]
+        grad_x -= xhat * mean_gx[:, None]
+        grad_x *= rstd[:, None]
+        return grad_x.reshape(grad.shape), grad_w, grad_b
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = -2.0 * _GELU_C  # -2u = x * (_GELU_A + _GELU_B * x^2)
+_GELU_B = -2.0 * _GELU_C * 0.044715
 
 
 class GELU(Function):
-    """GPT-2's GELU, the tanh approximation: 0.5 x (1 + tanh(c (x + 0.044715 x^3))).
+    """GPT-2's GELU, the tanh approximation: 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3).
 
-    Written as x * sigmoid(2u), the same function with one exp and no tanh.
+    Since 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), it is x * sigmoid(2u): one exp,
+    no tanh, computed in place in one buffer. Where -2u > 88, exp overflows float32 to inf and
+    sigmoid correctly becomes 1 / inf = 0, so the overflow warning is silenced, not the value.
     """
 
     @staticmethod
     def forward(ctx, x):
-        x2 = x * x
-        u2 = x * (x2 * (2 * _GELU_C * 0.044715) + 2 * _GELU_C)  # 2u
-        # exp(-2u) overflows float32 for 2u < -88, where sigmoid is 0 anyway: clip instead of warn
-        s = np.exp(np.minimum(-u2, 80.0, out=u2), out=u2)
+        s = x * x
+        s *= _GELU_B
+        s += _GELU_A
+        s *= x  # -2u
+        with np.errstate(over="ignore"):
+            np.exp(s, out=s)
         s += 1.0
         np.reciprocal(s, out=s)  # sigmoid(2u)
-        ctx.save_for_backward(x, x2, s)
+        ctx.save_for_backward(x, s)
         return x * s
 
     @staticmethod
     def backward(ctx, grad):
-        x, x2, s = ctx.saved
-        du2 = x2 * (6 * _GELU_C * 0.044715) + 2 * _GELU_C  # d(2u)/dx
-        # d/dx [x s(2u)] = s + x s (1 - s) d(2u)/dx
-        return grad * (s + x * s * (1.0 - s) * du2)
+        x, s = ctx.saved
+        # d/dx [x s(2u)] = s + x s (1 - s) d(2u)/dx = s (1 + (1 - s) x d(2u)/dx),
+        # with x d(2u)/dx = x (2c + 6c 0.044715 x^2) = x (-_GELU_A - 3 _GELU_B x^2)
+        t = x * x
+        t *= -3.0 * _GELU_B
+        t -= _GELU_A
+        t *= x
+        t *= 1.0 - s
+        t += 1.0
+        t *= s
+        t *= grad
+        return t
 
 
 def _one_hot_product(ids: np.ndarray, grad2d: np.ndarray, num_rows: int) -> np.ndarray:
@@ -539,35 +584,132 @@ class ScaledDotProductAttention(Function):
         return attention_backward(*ctx.saved, grad)
 
 
+# The training path of causal self-attention, fused. attention_forward above is the textbook
+# form; this computes the same numbers with far fewer passes over the (B, H, T, T) scores, which
+# are the biggest arrays of a training step:
+#
+# 1. Query blocks. Queries t0..t1 see keys 0..t1 only, so each block of _QUERY_BLOCK queries
+#    computes scores against that prefix of keys: for 4 blocks, 5/8 of the full T x T square.
+#    Only the block's last square (the diagonal) needs the causal mask.
+# 2. No row max. Softmax is the same whatever constant a row is shifted by; the usual shift is
+#    the row's max score, which costs two more passes. Any upper bound of the row's scores keeps
+#    exp from overflowing, and Cauchy-Schwarz gives one from small arrays:
+#    q_i.k_j / sqrt(D) <= |q_i| max_{j<=i} |k_j| / sqrt(D) =: m_i. The shift rides inside the
+#    score matmul as one extra column: [q_i / sqrt(D), -m_i] . [k_j, 1] = score_ij - m_i.
+#    If the bound is so loose that a row's exps underflow (sum below sqrt(float tiny)), that
+#    block is recomputed with the exact max, so the result never depends on the bound.
+# 3. No normalized weights. The block keeps E = exp(scores - m) and the row sums; y = (E v) / sum.
+#    Backward folds 1/sum into the (B, H, T, D) gradient instead of the T x T weights, and uses
+#    sum_j w_ij (gy_i . v_j) = gy_i . y_i (FlashAttention's trick) for the softmax backward:
+#      grad_scores_ij = w_ij (gy_i . v_j - gy_i . y_i) = E_ij ([gy_i, -gy_i . y_i] / sum_i) . [v_j, 1]
+#    again one matmul with an extra column, then one multiply by E.
+# 4. Outputs and gradients are written by matmul(..., out=view) straight into the (B, T, C) and
+#    packed (B, T, 3C) layouts, so no transposed copies.
+_QUERY_BLOCK = 32
+
+
+def _query_blocks(T: int) -> list:
+    return [(start, min(start + _QUERY_BLOCK, T)) for start in range(0, T, _QUERY_BLOCK)]
+
+
+def _with_column(x: np.ndarray, column) -> np.ndarray:
+    """(..., T, D) and a (..., T) array or a number -> a new (..., T, D + 1) array [x | column]."""
+    out = np.empty(x.shape[:-1] + (x.shape[-1] + 1,), dtype=x.dtype)
+    out[..., :-1] = x
+    out[..., -1] = column
+    return out
+
+
+def causal_attention_forward(q, k, v, y):
+    """Causal softmax(q k^T / sqrt(D)) v for q, k, v (B, H, T, D) (views are fine), written into
+    y (B, H, T, D) (a view of the (B, T, C) output). Returns what backward needs."""
+    D, T = q.shape[-1], q.shape[-2]
+    scale = 1.0 / math.sqrt(D)
+    qs = q * scale  # (B, H, T, D)
+    # m_i = |q_i / sqrt(D)| * max_{j<=i} |k_j|, an upper bound of row i's scores (see above)
+    q_norm = np.sqrt(_row_sum(qs * qs))  # (B, H, T)
+    k_norm = np.sqrt(_row_sum(k * k))
+    np.maximum.accumulate(k_norm, axis=-1, out=k_norm)
+    q_aug = _with_column(qs, -(q_norm * k_norm))  # [q / sqrt(D), -m]   (B, H, T, D + 1)
+    k_aug = _with_column(k, 1.0)  # [k, 1]   (B, H, T, D + 1)
+    tiny = math.sqrt(np.finfo(q.dtype).tiny)
+    exps, sums = [], np.empty(q.shape[:-1], dtype=q.dtype)  # sums: (B, H, T)
+    for t0, t1 in _query_blocks(T):
+        # the block's queries against keys 0..t1-1: scores minus the bound, (B, H, t1 - t0, t1)
+        e = np.matmul(q_aug[:, :, t0:t1], k_aug[:, :, :t1].swapaxes(-1, -2))
+        e[..., t0:] += _causal_bias(t1 - t0, t1 - t0, e.dtype)  # the diagonal square: -inf after i
+        total = _row_sum(np.exp(e, out=e))  # (B, H, t1 - t0)
+        if total.min() < tiny:  # rare: the bound was too loose for some row; shift by the max
+            e = np.matmul(qs[:, :, t0:t1], k[:, :, :t1].swapaxes(-1, -2))  # plain scores
+            e[..., t0:] += _causal_bias(t1 - t0, t1 - t0, e.dtype)
+            e -= e.max(axis=-1, keepdims=True)
+            total = _row_sum(np.exp(e, out=e))
+        sums[:, :, t0:t1] = total
+        y_block = y[:, :, t0:t1]
+        np.matmul(e, v[:, :, :t1], out=y_block)  # unnormalized
+        y_block /= total[..., None]
+        exps.append(e)
+    return q_aug, k_aug, exps, sums
+
+
+def causal_attention_backward(q_aug, k_aug, v, exps, sums, y, grad_y, grad_q, grad_k, grad_v):
+    """Gradients of causal_attention_forward, written into grad_q, grad_k, grad_v (B, H, T, D)
+    (views of the packed (B, T, 3C) gradient). y, grad_y: (B, H, T, D)."""
+    D, T = v.shape[-1], v.shape[-2]
+    inv_sum = 1.0 / sums  # (B, H, T)
+    gy = grad_y * inv_sum[..., None]  # (B, H, T, D): the gradient through 1 / sum, folded in
+    delta = _row_sum(gy * y)  # gy_i . y_i / sum_i
+    gy_aug = _with_column(gy, -delta)  # [gy / sum, -gy . y / sum]   (B, H, T, D + 1)
+    v_aug = _with_column(v, 1.0)  # [v, 1]
+    q_scaled, k = q_aug[..., :D], k_aug[..., :D]  # q / sqrt(D) and k, views
+    blocks = _query_blocks(T)
+    for (t0, t1), e in reversed(list(zip(blocks, exps))):  # the last block sees every key
+        grad_s = np.matmul(gy_aug[:, :, t0:t1], v_aug[:, :, :t1].swapaxes(-1, -2))
+        grad_s *= e  # d loss / d (scores / sqrt(D))   (B, H, t1 - t0, t1)
+        np.matmul(grad_s, k[:, :, :t1], out=grad_q[:, :, t0:t1])
+        if t1 == T:  # first (largest) block: write; the others add to the keys they saw
+            np.matmul(grad_s.swapaxes(-1, -2), q_scaled[:, :, t0:t1], out=grad_k)
+            np.matmul(e.swapaxes(-1, -2), gy[:, :, t0:t1], out=grad_v)
+        else:
+            grad_k[:, :, :t1] += np.matmul(grad_s.swapaxes(-1, -2), q_scaled[:, :, t0:t1])
+            grad_v[:, :, :t1] += np.matmul(e.swapaxes(-1, -2), gy[:, :, t0:t1])
+    grad_q *= 1.0 / math.sqrt(D)
+
+
 class CausalSelfAttention(Function):
     """Multi-head causal attention from the packed projection GPT-2 computes in one matmul.
 
     qkv: (B, T, 3C), the c_attn output [q | k | v], each split into n_head heads of C/n_head.
     Returns (B, T, C), the heads side by side, ready for c_proj. With a `cache` (generation, no
-    gradient), the new keys and values are appended to it and the queries attend to all of them.
+    gradient), the new keys and values are appended to it and the queries attend to all of them,
+    by the textbook attention_forward.
     """
 
     @staticmethod
     def forward(ctx, qkv, n_head, cache=None):
         B, T, C3 = qkv.shape
         C = C3 // 3
-        q, k, v = qkv.reshape(B, T, 3, n_head, C // n_head).transpose(2, 0, 3, 1, 4)  # 3 x (B, H, T, D)
+        H, D = n_head, C // n_head
+        q, k, v = qkv.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # 3 x (B, H, T, D), views
+        ctx.has_cache = cache is not None
         if cache is not None:
             k, v = cache.append(k, v)  # (B, H, T_past + T, D)
-        y, weights = attention_forward(q, k, v, causal=True)
-        ctx.save_for_backward(q, k, v, weights)
-        ctx.has_cache = cache is not None
-        return y.transpose(0, 2, 1, 3).reshape(B, T, C)
+            y, _ = attention_forward(q, k, v, causal=True)
+            return y.transpose(0, 2, 1, 3).reshape(B, T, C)
+        y = np.empty((B, T, H, D), dtype=qkv.dtype)  # the output layout; heads side by side
+        y_heads = y.transpose(0, 2, 1, 3)  # (B, H, T, D) view of it
+        saved = causal_attention_forward(q, k, v, y_heads)
+        ctx.save_for_backward(v, y_heads, *saved)
+        return y.reshape(B, T, C)
 
     @staticmethod
     def backward(ctx, grad):
         if ctx.has_cache:
             raise RuntimeError("attention over a KV cache is for generation only; it has no backward")
-        q, k, v, weights = ctx.saved
-        B, H, T, D = q.shape
-        grad_y = grad.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D)
-        grads = attention_backward(q, k, v, weights, grad_y)
-        grad_qkv = np.empty((B, T, 3, H, D), dtype=grad.dtype)
-        for i, g in enumerate(grads):  # three copies into the packed layout, not a loop over data
-            grad_qkv[:, :, i] = g.transpose(0, 2, 1, 3)
+        v, y_heads, q_aug, k_aug, exps, sums = ctx.saved
+        B, H, T, D = v.shape
+        grad_y = grad.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D) view
+        grad_qkv = np.empty((B, T, 3, H, D), dtype=grad.dtype)  # packed like qkv
+        grad_q, grad_k, grad_v = grad_qkv.transpose(2, 0, 3, 1, 4)  # views, filled in place
+        causal_attention_backward(q_aug, k_aug, v, exps, sums, y_heads, grad_y, grad_q, grad_k, grad_v)
         return grad_qkv.reshape(B, T, 3 * H * D), None
