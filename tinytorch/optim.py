@@ -2,7 +2,10 @@
 
 Each parameter group keeps its parameters in one contiguous buffer (every `param.data` becomes a
 view into it), so an update is a handful of vectorized numpy calls however many tensors the
-model has, instead of a handful per tensor.
+model has, instead of a handful per tensor. Gradients get one flat buffer too: backward writes
+each parameter's gradient straight into its slice (`param.grad` is then a view of the buffer),
+so clipping and the update read one array and nothing is gathered. As a consequence, a
+parameter's `.grad` array is reused by the next backward after zero_grad(): copy it to keep it.
 """
 
 from __future__ import annotations
@@ -39,27 +42,39 @@ class Optimizer:
 
     @staticmethod
     def _flatten(group):
-        """Copy the group's parameters into one buffer and make each `.data` a view of it."""
+        """Copy the group's parameters into one buffer and make each `.data` a view of it; give
+        each parameter its slice of one flat gradient buffer to accumulate into."""
         params = group["params"]
         flat = np.concatenate([p.data.ravel() for p in params])
+        grad = np.zeros_like(flat)
         offsets = np.cumsum([0] + [p.size for p in params])
         for p, start, end in zip(params, offsets[:-1], offsets[1:]):
             p.data = flat[start:end].reshape(p.shape)
-        group["flat"], group["offsets"] = flat, offsets
+            if hasattr(p, "_grad_buffer"):  # a Parameter (a plain Tensor has no slot for it)
+                p._grad_buffer = grad[start:end].reshape(p.shape)
+                if p.grad is not None:  # keep a gradient computed before the optimizer existed
+                    np.copyto(p._grad_buffer, p.grad)
+                    p.grad = p._grad_buffer
+        group["flat"], group["offsets"], group["grad"] = flat, offsets, grad
         group["views"] = [p.data for p in params]
-        group["grad"] = np.zeros_like(flat)
+        group["grad_views"] = [grad[start:end].reshape(p.shape) if not hasattr(p, "_grad_buffer")
+                               else p._grad_buffer for p, start, end in zip(params, offsets[:-1], offsets[1:])]
+        group["scratch"] = (np.empty_like(flat), np.empty_like(flat))  # for the update's temporaries
 
     def _flat_grad(self, group) -> np.ndarray:
         """The group's gradients in one buffer (zero for a parameter that got none)."""
-        if any(p.data is not view for p, view in zip(group["params"], group["views"])):
+        params = group["params"]
+        if any(p.data is not view for p, view in zip(params, group["views"])):
             self._flatten(group)  # someone replaced a .data (e.g. Module.to): take the new values
-        grad, offsets = group["grad"], group["offsets"]
-        for p, start, end in zip(group["params"], offsets[:-1], offsets[1:]):
+        views = group["grad_views"]
+        if all(p.grad is view for p, view in zip(params, views)):
+            return group["grad"]  # backward wrote every gradient in place: nothing to gather
+        for p, view in zip(params, views):
             if p.grad is None:
-                grad[start:end] = 0.0
-            else:
-                grad[start:end] = p.grad.ravel()
-        return grad
+                view[...] = 0.0
+            elif p.grad is not view:  # set by hand, or accumulated outside the buffer
+                np.copyto(view, p.grad)
+        return group["grad"]
 
     def zero_grad(self) -> None:
         for group in self.param_groups:
@@ -130,19 +145,26 @@ class Adam(Optimizer):
     def _update(self, group, grad, state):
         lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
         flat, m, v = group["flat"], state["exp_avg"], state["exp_avg_sq"]
+        tmp, denom = group["scratch"]  # two preallocated arrays like flat: no allocation per step
         if wd and self.decoupled:
             flat *= 1.0 - lr * wd  # AdamW: decay the weights, apart from the gradient
         elif wd:
             grad = grad + wd * flat
-        m += (1.0 - beta1) * (grad - m)  # m = beta1 m + (1 - beta1) g
-        v *= beta2
-        v += (1.0 - beta2) * grad * grad
+        np.subtract(grad, m, out=tmp)  # m = beta1 m + (1 - beta1) g, as m += (1 - beta1) (g - m)
+        tmp *= 1.0 - beta1
+        m += tmp
+        v *= beta2  # v = beta2 v + (1 - beta2) g^2
+        np.multiply(grad, grad, out=tmp)
+        tmp *= 1.0 - beta2
+        v += tmp
         t = self.step_count
         bias1, bias2 = 1.0 - beta1**t, 1.0 - beta2**t
-        denom = np.sqrt(v)
+        np.sqrt(v, out=denom)  # sqrt(v / bias2) + eps
         denom *= 1.0 / math.sqrt(bias2)
         denom += eps
-        flat -= (lr / bias1) * m / denom
+        np.divide(m, denom, out=tmp)
+        tmp *= lr / bias1
+        flat -= tmp
 
 
 class AdamW(Adam):
@@ -164,10 +186,34 @@ def weight_decay_groups(model, weight_decay: float) -> list[dict]:
     return [g for g in groups if g["params"]]
 
 
+def _gradient_arrays(params) -> list:
+    """The gradients of `params` as few arrays as possible: an optimizer's whole flat gradient
+    buffer when every parameter it covers is in `params` with its gradient there, else one
+    array per gradient."""
+    by_buffer, arrays, seen = {}, [], set()
+    for p in params:
+        g = p.grad
+        if g is None or id(p) in seen:
+            continue
+        seen.add(id(p))
+        if g is getattr(p, "_grad_buffer", None) and g.base is not None:
+            entry = by_buffer.setdefault(id(g.base), [g.base, 0, []])
+            entry[1] += g.size
+            entry[2].append(g)
+        else:
+            arrays.append(g)
+    for flat, covered, views in by_buffer.values():
+        if covered == flat.size:
+            arrays.append(flat)
+        else:
+            arrays.extend(views)
+    return arrays
+
+
 def clip_grad_norm_(params, max_norm: float) -> float:
     """Scale all gradients together so their global L2 norm is at most max_norm; return the norm
     before clipping (inf or nan when a gradient is not finite, which callers should check)."""
-    grads = [p.grad for p in params if p.grad is not None]
+    grads = _gradient_arrays(params)
     total = math.sqrt(sum(float(np.vdot(g, g)) for g in grads))
     scale = max_norm / (total + 1e-6)
     if scale < 1.0:

@@ -53,14 +53,24 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **options):
+        """Run forward on the inputs' arrays; when any input needs a gradient (and grad mode is
+        on), record this Function on the result. Called for every op, so it does nothing more."""
         ctx = cls()
-        raw = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        raw, needs, any_needs = [], [], False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                raw.append(x.data)
+                needs.append(x.requires_grad)
+                any_needs = any_needs or x.requires_grad
+            else:
+                raw.append(x)
+                needs.append(False)
         out = cls.forward(ctx, *raw, **options)
-        needs_grad = _grad_enabled and any(isinstance(x, Tensor) and x.requires_grad for x in inputs)
-        result = Tensor(out, requires_grad=needs_grad, _copy=False)
-        if needs_grad:
+        result = Tensor._wrap(out)
+        if any_needs and _grad_enabled:
+            result.requires_grad = True
             ctx.parents = inputs
-            ctx.needs_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            ctx.needs_grad = needs
             result._ctx = ctx
         return result
 
@@ -94,6 +104,14 @@ class Tensor:
         self.grad: np.ndarray | None = None
         self.requires_grad = requires_grad
         self._ctx: Function | None = None
+
+    @classmethod
+    def _wrap(cls, out) -> "Tensor":
+        """A Tensor around a Function's result, without __init__'s checks (the per-op fast path)."""
+        t = cls.__new__(cls)
+        t.data = out if type(out) is np.ndarray else _as_array(out, None)
+        t.grad, t.requires_grad, t._ctx = None, False, None
+        return t
 
     # ----------------------------------------------------------------- basics
     @property
@@ -160,9 +178,9 @@ class Tensor:
         for node in reversed(order):  # outputs before inputs
             g = grads.pop(id(node), None)
             ctx = node._ctx
-            if ctx is None:  # a leaf: accumulate (copy, since g may be shared with other nodes)
+            if ctx is None:  # a leaf: accumulate
                 if g is not None:
-                    node.grad = np.array(g, dtype=node.dtype) if node.grad is None else node.grad + g
+                    _accumulate_leaf_grad(node, g)
                 continue
             node._ctx = None  # free the graph as we go
             if g is None:
@@ -217,6 +235,27 @@ class Tensor:
     @property
     def T(self):
         return _F.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
+
+
+def _accumulate_leaf_grad(leaf: Tensor, g: np.ndarray) -> None:
+    """leaf.grad += g, where leaf.grad None counts as 0.
+
+    g may be shared with other nodes, so it is copied, never kept. A Parameter that an optimizer
+    manages has `_grad_buffer`, its slice of the optimizer's one flat gradient array: its
+    gradient is written there, so that clipping and the update read one array instead of
+    gathering dozens (see optim.py). Anything else gets a fresh array, as in PyTorch.
+    """
+    buffer = getattr(leaf, "_grad_buffer", None)
+    if leaf.grad is None:
+        if buffer is not None and buffer.shape == leaf.data.shape and buffer.dtype == leaf.data.dtype:
+            np.copyto(buffer, g)
+            leaf.grad = buffer
+        else:
+            leaf.grad = np.array(g, dtype=leaf.dtype)
+    elif leaf.grad is buffer:  # our own buffer: add in place
+        buffer += g
+    else:
+        leaf.grad = leaf.grad + g
 
 
 def _raw_index(index):

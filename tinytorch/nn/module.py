@@ -13,10 +13,13 @@ from ..tensor import Tensor
 class Parameter(Tensor):
     """A Tensor that a Module registers as trainable (requires_grad=True)."""
 
-    __slots__ = ()
+    # _grad_buffer: where backward writes this parameter's gradient, set by an optimizer (its
+    # slice of the optimizer's flat gradient array); None writes a fresh array each time.
+    __slots__ = ("_grad_buffer",)
 
     def __init__(self, data, requires_grad: bool = True):
         super().__init__(data, requires_grad=requires_grad)
+        self._grad_buffer = None
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
