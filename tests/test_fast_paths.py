@@ -1,0 +1,199 @@
+"""Gates for the performance paths: each fast path against a plain computation of the same thing.
+
+Fused attention (query blocks, the Cauchy-Schwarz shift, its exact-max fallback), gradients
+written into the optimizer's flat buffer, flat-buffer clipping, GELU's overflow, malloc tuning.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tinytorch
+from tinytorch import Tensor
+from tinytorch import functions as fn
+from tinytorch.gradcheck import gradcheck
+from tinytorch.nn import functional as F
+from tinytorch.optim import SGD, AdamW, clip_grad_norm_, weight_decay_groups
+
+from conftest import tiny_gpt
+
+
+def reference_attention(qkv: np.ndarray, n_head: int, grad: np.ndarray):
+    """Causal attention head by head with the textbook ScaledDotProductAttention; (y, grad_qkv)."""
+    B, T, C3 = qkv.shape
+    C = C3 // 3
+    D = C // n_head
+    x = Tensor(qkv, requires_grad=True)
+    parts = [x[:, :, i * C:(i + 1) * C].reshape(B, T, n_head, D).transpose(1, 2) for i in range(3)]
+    y = F.scaled_dot_product_attention(*parts, causal=True).transpose(1, 2).reshape(B, T, C)
+    (y * Tensor(grad)).sum().backward()
+    return y.data, x.grad
+
+
+def fused_attention(qkv: np.ndarray, n_head: int, grad: np.ndarray):
+    x = Tensor(qkv, requires_grad=True)
+    y = fn.CausalSelfAttention.apply(x, n_head=n_head)
+    y.backward(grad)
+    return y.data, x.grad
+
+
+@pytest.mark.parametrize("T", [1, 5, 32, 33, 70, 128])
+def test_fused_attention_equals_textbook_attention_across_query_blocks(T):
+    rng = np.random.default_rng(T)
+    B, H, D = 2, 3, 4
+    qkv = rng.standard_normal((B, T, 3 * H * D)) * 2.0
+    grad = rng.standard_normal((B, T, H * D))
+    y, g = fused_attention(qkv, H, grad)
+    y_ref, g_ref = reference_attention(qkv, H, grad)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_attention_gradient_matches_finite_differences_over_two_blocks():
+    rng = np.random.default_rng(0)
+    qkv = rng.standard_normal((1, fn._QUERY_BLOCK + 7, 3 * 2 * 2))
+    gradcheck(lambda x: fn.CausalSelfAttention.apply(x, n_head=2), qkv)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_attention_falls_back_to_the_exact_max_when_the_bound_is_loose(dtype):
+    # queries along one axis, keys along another: every score is ~0, but |q| |k| is huge, so
+    # exp(score - bound) underflows to 0 for whole rows and the block must be recomputed
+    B, T, H, D = 1, 40, 1, 4
+    rng = np.random.default_rng(1)
+    q = np.zeros((B, T, D))
+    q[..., 0] = 1e3
+    k = np.zeros((B, T, D))
+    k[..., 1] = 1e3
+    k[..., 0] = rng.standard_normal((B, T)) * 1e-3  # scores of order 1: the softmax is not flat
+    v = rng.standard_normal((B, T, D))
+    qkv = np.concatenate([q, k, v], axis=-1).astype(dtype)
+    grad = rng.standard_normal((B, T, H * D)).astype(dtype)
+    y, g = fused_attention(qkv, H, grad)
+    y_ref, g_ref = reference_attention(qkv.astype(np.float64), H, grad.astype(np.float64))
+    assert np.isfinite(y).all() and np.isfinite(g).all()
+    tol = 1e-4 if dtype == np.float32 else 1e-10
+    np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
+    np.testing.assert_allclose(g, g_ref, rtol=tol, atol=tol * np.abs(g_ref).max())
+
+
+def test_fused_attention_in_float32_is_close_to_float64():
+    rng = np.random.default_rng(2)
+    qkv = rng.standard_normal((3, 128, 3 * 4 * 8)).astype(np.float32) * 3
+    grad = rng.standard_normal((3, 128, 32)).astype(np.float32)
+    y, g = fused_attention(qkv, 4, grad)
+    y_ref, g_ref = reference_attention(qkv.astype(np.float64), 4, grad.astype(np.float64))
+    assert y.dtype == g.dtype == np.float32
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-3, atol=1e-4 * np.abs(g_ref).max())
+
+
+def test_gelu_saturates_without_overflow_warnings():
+    x = np.array([-1e4, -300.0, -50.0, 0.0, 50.0, 1e4], dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        t = Tensor(x, requires_grad=True)
+        y = F.gelu(t)
+        y.sum().backward()
+    np.testing.assert_array_equal(y.data, [0.0, 0.0, 0.0, 0.0, 50.0, 1e4])
+    np.testing.assert_array_equal(t.grad, [0.0, 0.0, 0.0, 0.5, 1.0, 1.0])
+
+
+# ----------------------------------------------------------------------------- flat gradients
+def loss_of(model, data):
+    return F.cross_entropy(model(data[:, :-1]), data[:, 1:])
+
+
+def test_backward_writes_parameter_gradients_into_the_optimizer_buffer(rng):
+    model = tiny_gpt(np.float64)
+    data = rng.integers(0, 11, (2, 9))
+    loss_of(model, data).backward()
+    expected = {n: p.grad.copy() for n, p in model.named_parameters()}  # no optimizer: fresh arrays
+    model.zero_grad()
+    opt = AdamW(weight_decay_groups(model, 0.1), lr=1e-3)
+    loss_of(model, data).backward()
+    buffers = [g["grad"] for g in opt.param_groups]
+    for name, p in model.named_parameters():
+        assert any(p.grad.base is b for b in buffers), name  # a view of the flat buffer
+        np.testing.assert_array_equal(p.grad, expected[name], err_msg=name)
+    # a second backward without zero_grad accumulates, in place
+    loss_of(model, data).backward()
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, 2 * expected[name], rtol=1e-14, err_msg=name)
+
+
+def test_flat_gradient_training_equals_gathered_gradient_training(rng):
+    """Two copies of a model, one trained through the flat buffer, one with every gradient set by
+    hand as a separate array (the gather path): identical weights after several steps, also
+    when a step leaves some parameters without a gradient (stale buffer slices must count as 0)."""
+    fast, slow = tiny_gpt(np.float64, seed=3), tiny_gpt(np.float64, seed=3)
+    opt_fast = AdamW(weight_decay_groups(fast, 0.1), lr=1e-2)
+    opt_slow = AdamW(weight_decay_groups(slow, 0.1), lr=1e-2)
+    for step in range(6):
+        data = rng.integers(0, 11, (2, 9))
+        for model, opt in ((fast, opt_fast), (slow, opt_slow)):
+            opt.zero_grad()
+            if step == 3:  # only the head/embedding path: the blocks get no gradient at all
+                logits = F.linear(model.transformer.wte(data[:, :-1]), model.transformer.wte.weight.T)
+                loss = F.cross_entropy(logits, data[:, 1:])
+            else:
+                loss = loss_of(model, data)
+            loss.backward()
+            if model is slow:  # move every gradient out of the buffer
+                for p in model.parameters():
+                    if p.grad is not None:
+                        p.grad = p.grad.copy()
+            params = [p for g in opt.param_groups for p in g["params"]]
+            norm = clip_grad_norm_(params, 0.5)
+            opt.step()
+        assert norm > 0
+    for (name, a), b in zip(fast.named_parameters(), slow.parameters()):
+        # atol: c_attn's key bias gets a gradient of exactly 0 in exact arithmetic (softmax ignores
+        # a shift shared by a whole row), so its entries are rounding noise of order 1e-15
+        np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+def test_clip_grad_norm_flat_path_equals_per_array_norm(rng):
+    model = tiny_gpt(np.float64)
+    opt = SGD(model.parameters(), lr=0.1)
+    loss_of(model, rng.integers(0, 11, (2, 9))).backward()
+    grads = [p.grad.copy() for p in model.parameters()]
+    expected = np.sqrt(sum((g * g).sum() for g in grads))
+    norm = clip_grad_norm_(model.parameters(), 1e-3)
+    assert norm == pytest.approx(expected, rel=1e-12)
+    scale = 1e-3 / (expected + 1e-6)
+    for p, g in zip(model.parameters(), grads):
+        np.testing.assert_allclose(p.grad, g * scale, rtol=1e-12)
+    # a subset of the parameters: only those are measured and scaled
+    params = model.parameters()
+    before = [p.grad.copy() for p in params]
+    expected = np.sqrt(sum((g * g).sum() for g in before[:3]))
+    assert clip_grad_norm_(params[:3], 1e-9) == pytest.approx(expected, rel=1e-12)
+    for p, g in zip(params[:3], before[:3]):
+        np.testing.assert_allclose(p.grad, g * (1e-9 / (expected + 1e-6)), rtol=1e-12)
+    for p, g in zip(params[3:], before[3:]):
+        np.testing.assert_array_equal(p.grad, g)
+    assert opt  # keeps the optimizer (and its buffer) alive for the test
+
+
+def test_casting_the_model_after_creating_the_optimizer_keeps_gradients_exact(rng):
+    model = tiny_gpt(np.float32)
+    opt = AdamW(model.parameters(), lr=1e-3)
+    model.to(np.float64)
+    loss_of(model, rng.integers(0, 11, (2, 9))).backward()
+    assert all(p.grad.dtype == np.float64 for p in model.parameters())
+    opt.step()  # re-flattens onto the float64 values
+    assert all(p.data.dtype == np.float64 for p in model.parameters())
+
+
+def test_tune_malloc_is_safe_to_call_twice():
+    import sys
+
+    from tinytorch import memory
+
+    first, second = memory.tune_malloc(), memory.tune_malloc()
+    assert first == second
+    if sys.platform.startswith("linux") and first:
+        assert memory.malloc_settings()["mmap_threshold"] == memory.DEFAULT_MMAP_THRESHOLD
+    assert memory.rss_bytes() >= 0 and memory.peak_rss_bytes() >= 0
