@@ -31,8 +31,8 @@ class TrainConfig:
     seed: int = 1337
     # bookkeeping
     eval_every: int = 1000
-    eval_chars: int = 200_000  # validation characters scored at each evaluation
-    eval_identifiers: int = 200  # identifier-completion cases at each evaluation
+    eval_chars: int = 60_000  # validation characters scored at each evaluation (a fixed slice)
+    eval_identifiers: int = 100  # identifier-completion cases at each evaluation
     log_every: int = 50
     save_every: int = 500
     keep: int = 3  # step checkpoints kept (the best by validation loss is kept as well)

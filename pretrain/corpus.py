@@ -105,3 +105,22 @@ def load_corpus(spec: str = "", val_fraction: float = 0.1) -> Corpus:
             cut = int(len(text) * (1 - val_fraction))
             train, val = [(path, text[:cut])], [(path + " (last part)", text[cut:])]
     return Corpus(str(root), train, val)
+
+
+def main(argv=None) -> None:
+    """python -m pretrain.corpus [train|val] [--corpus PATH]: print that split's file paths."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m pretrain.corpus", description=main.__doc__)
+    parser.add_argument("split", choices=["train", "val"], nargs="?", default="val")
+    parser.add_argument("--corpus", default="", help="as for python -m pretrain (default: the stdlib)")
+    parser.add_argument("--val-fraction", type=float, default=0.1)
+    args = parser.parse_args(argv)
+    root, _ = corpus_files(args.corpus) if args.corpus else stdlib_files()
+    corpus = load_corpus(args.corpus, args.val_fraction)
+    for relative, _ in corpus.train if args.split == "train" else corpus.val:
+        print(root / relative)
+
+
+if __name__ == "__main__":
+    main()
