@@ -1,0 +1,268 @@
+"""What both demos share: where checkpoints live, loading them once, the compute lock, and the
+checks that turn bad input into a clear message (DemoError) instead of a traceback.
+
+No gradio here: the handlers built on this are plain functions that tests call directly.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tinytorch import checkpoint
+from tinytorch.nn import GPT
+from tinytorch.text import CharTokenizer
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS = ROOT / "checkpoints"
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+
+MAX_TEXT_CHARS = 100_000  # training text, pasted or uploaded: a few files of your own code
+MAX_UPLOAD_BYTES = 200_000  # read no more than this from an upload (text is at most 100k chars)
+MAX_PROMPT_CHARS = 10_000  # only the last n_positions characters reach the model anyway
+
+
+class DemoError(ValueError):
+    """Bad input or an unavailable model: the message is shown to the student as it is."""
+
+
+# ===================================================================== the compute lock
+class FairLock:
+    """A first-come, first-served lock around every forward/backward pass of the demos.
+
+    Why a lock: tinytorch's grad mode (`no_grad`) is one process-wide flag, so a generation
+    (no_grad) running in one session's thread while another session trains would switch off
+    the trainer's graph recording halfway through a step. And this machine has 2 cores: two
+    matmul-heavy threads at once only fight over them. Why first-come: a fine-tune re-takes the
+    lock after every step, and a plain Lock would let it starve the generations waiting behind
+    it; here each step waits its turn, so a generation waits at most one training step.
+    """
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._queue: deque = deque()
+        self._owner = None
+        self._depth = 0
+
+    def __enter__(self):
+        me = threading.get_ident()
+        with self._condition:
+            if self._owner == me:  # re-entrant: a handler may call a helper that locks too
+                self._depth += 1
+                return self
+            ticket = object()
+            self._queue.append(ticket)
+            while self._owner is not None or self._queue[0] is not ticket:
+                self._condition.wait()
+            self._queue.popleft()
+            self._owner, self._depth = me, 1
+            return self
+
+    def __exit__(self, *exc):
+        with self._condition:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._condition.notify_all()
+
+
+COMPUTE = FairLock()
+
+
+# ===================================================================== checkpoints
+@dataclass
+class Loaded:
+    """A checkpoint loaded once and shared, read-only, by every session that uses it."""
+
+    source: str  # what the student chose: a shipped name, a folder or a Hub repo id
+    location: str  # the folder or repo id it was loaded from
+    model: GPT
+    tokenizer: CharTokenizer
+    config: dict  # config.json as it is (provenance included)
+    files: dict = field(default_factory=dict)  # small text files beside it (tasks.txt)
+
+
+def shipped(name: str) -> Path:
+    return CHECKPOINTS / name
+
+
+class ModelStore:
+    """Checkpoints by source, loaded on first use and kept (the few most recent) for all sessions.
+
+    Sessions never modify these models: a session that fine-tunes trains its own copy.
+    """
+
+    def __init__(self, capacity: int = 4, extra_files=("tasks.txt",)):
+        self.capacity = capacity
+        self.extra_files = extra_files
+        self._models: OrderedDict[str, Loaded] = OrderedDict()
+        self._lock = threading.Lock()  # one load at a time; loads are rare and short
+
+    def get(self, source: str, offered=()) -> Loaded:
+        """The loaded checkpoint; `offered`: the names and folders the app lists (see check_source)."""
+        location = check_source(source, offered)
+        with self._lock:
+            if location in self._models:
+                self._models.move_to_end(location)
+                return self._models[location]
+            loaded = self._load(source.strip(), location)
+            self._models[location] = loaded
+            while len(self._models) > self.capacity:
+                self._models.popitem(last=False)
+            return loaded
+
+    def _load(self, source: str, location: str) -> Loaded:
+        try:
+            folder = checkpoint.resolve(location)
+            model = GPT.from_pretrained(str(folder))
+            tokenizer = CharTokenizer.from_pretrained(str(folder))
+            config = checkpoint.read_config(folder)
+        except checkpoint.CheckpointError as err:
+            raise DemoError(f"Could not load {source!r}: {err}") from None
+        except OSError as err:  # network down, Hub unreachable, permissions
+            raise DemoError(f"Could not load {source!r}: {type(err).__name__}: {err}") from None
+        except Exception as err:  # hub.py's own errors (offline, unknown repo, ...): say what it said
+            raise DemoError(f"Could not load {source!r}: {err}") from None
+        files = {}
+        for name in self.extra_files:
+            path = Path(folder) / name
+            if path.is_file() and path.stat().st_size < 100_000:
+                files[name] = path.read_text(encoding="utf-8", errors="replace")
+        return Loaded(source, location, model.eval(), tokenizer, config, files)
+
+
+def check_source(source, offered=()) -> str:
+    """Where to load `source` from: a checkpoint this app offers (a shipped name, or a folder the
+    instructor passed with --checkpoint) or a Hub repo id. Any other local path is refused: a name
+    typed into a web page never becomes a path on this machine."""
+    if not isinstance(source, str) or not source.strip():
+        raise DemoError("Choose a checkpoint: a shipped one, or a Hub repo id like 'user/model'.")
+    source = source.strip()
+    if len(source) > 200:
+        raise DemoError("That is too long to be a checkpoint name or a Hub repo id.")
+    if source in offered:
+        folder = shipped(source)  # a shipped name, or (joined to an absolute path) the path itself
+        if folder.is_dir():
+            return str(folder)
+        if "/" not in source or Path(source).is_absolute() or source.startswith("."):
+            raise DemoError(f"The checkpoint {source!r} is not here ({folder} is missing). Create it with "
+                            f"`python -m pretrain {folder.name}`, or load a Hub repo id.")
+        return source
+    if not checkpoint.is_repo_id(source) or Path(source).exists():
+        choices = ", ".join(repr(o) for o in offered) or "none"
+        raise DemoError(f"{source!r} is not a Hub repo id (like 'user/model': letters, digits, '-', '_', "
+                        f"'.', one '/') nor one of the checkpoints offered here ({choices}). "
+                        "Other folders on this machine open with `python -m demos --checkpoint FOLDER`.")
+    return source
+
+
+def clone(model: GPT) -> GPT:
+    """A session's own copy of a shared model, to fine-tune without touching the original."""
+    with COMPUTE:  # GPT() draws its init from the global generator; keep it to one thread
+        copy = GPT(model.config)
+        copy.load_state_dict(model.state_dict())
+    return copy.eval()
+
+
+def parameter_count(model: GPT) -> int:
+    return sum(p.size for p in model.parameters())
+
+
+# ===================================================================== input checks
+def as_int(value, name: str, low: int, high: int) -> int:
+    """An integer in [low, high], from what a slider or an API call sends (int, float, str)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DemoError(f"{name} must be a whole number from {low} to {high}; got {value!r}.") from None
+    if not math.isfinite(number) or number != int(number) or not low <= number <= high:
+        raise DemoError(f"{name} must be a whole number from {low} to {high}; got {value!r}.")
+    return int(number)
+
+
+def as_float(value, name: str, low: float, high: float, hint: str = "") -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or not low <= number <= high:
+        raise DemoError(f"{name} must be a number from {low:g} to {high:g}; got {value!r}.{hint}")
+    return number
+
+
+def show_chars(chars) -> str:
+    """Characters as a student can read them: '\\x00', '\\u00e9', '😀' all visible."""
+    chars = list(chars)
+    shown = ", ".join(repr(c) for c in chars[:8])
+    return shown + (f" and {len(chars) - 8} more" if len(chars) > 8 else "")
+
+
+def check_prompt(text, tokenizer: CharTokenizer) -> str:
+    """The prompt, normalized, or a DemoError saying what is wrong with it."""
+    if not isinstance(text, str) or not text.strip():
+        raise DemoError("The prompt is empty: type the start of some Python code, e.g. 'def '.")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise DemoError(f"The prompt has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,} "
+                        "(the model only reads the last few anyway).")
+    unknown = tokenizer.unknown_chars(text)
+    if unknown:
+        raise DemoError(f"The prompt has {len(unknown)} character(s) this model has never seen: "
+                        f"{show_chars(unknown)}. It knows printable ASCII and newlines; "
+                        "remove or replace them.")
+    return tokenizer.normalize(text)
+
+
+def check_training_text(text, tokenizer: CharTokenizer, min_chars: int = 64) -> tuple[str, str]:
+    """(text to train on, a note for the student). Characters outside the vocabulary are dropped,
+    with a note; text that is mostly such characters (binary, another alphabet) is refused."""
+    if not isinstance(text, str) or not text.strip():
+        raise DemoError("The training text is empty: choose an example, paste some code or upload a .py file.")
+    if len(text) > MAX_TEXT_CHARS:
+        raise DemoError(f"The training text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
+                        "Use one or two of your files, not a whole project.")
+    if "\x00" in text:
+        raise DemoError("The training text contains NUL bytes: it looks like a binary file, not code.")
+    text = tokenizer.normalize(text)
+    unknown = set(tokenizer.unknown_chars(text))
+    note = ""
+    if unknown:
+        dropped = sum(c in unknown for c in text)
+        if dropped > 0.1 * len(text):
+            raise DemoError(f"{dropped:,} of the {len(text):,} characters are outside the model's alphabet "
+                            f"({show_chars(sorted(unknown))}): this does not look like Python source.")
+        text = "".join(c for c in text if c not in unknown)
+        note = f"Left out {dropped} character(s) the model does not know: {show_chars(sorted(unknown))}."
+    if len(text) < min_chars:
+        raise DemoError(f"The training text is only {len(text)} characters; give it at least {min_chars} "
+                        "(a function or two).")
+    return text, note
+
+
+def read_upload(path, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
+    """The text of an uploaded file: size-capped, read as UTF-8 text, never executed or kept."""
+    if not path:
+        raise DemoError("No file received.")
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DemoError(f"{path.name} is {size / 1000:,.0f} KB; upload at most {max_bytes // 1000} KB "
+                            "of code (one or two files).")
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)
+    except OSError as err:
+        raise DemoError(f"Could not read the upload: {err.strerror or err}") from None
+    if b"\x00" in data:
+        raise DemoError(f"{path.name} is a binary file; upload Python source (.py) or plain text (.txt).")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DemoError(f"{path.name} is not UTF-8 text; upload Python source (.py) or plain text (.txt).") from None
+
+
+def examples() -> dict[str, str]:
+    """The shipped training texts: {file name: text}."""
+    return {p.name: p.read_text(encoding="utf-8") for p in sorted(EXAMPLES.glob("*.py"))}

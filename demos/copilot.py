@@ -1,0 +1,297 @@
+"""The Copilot demo's handlers: plain functions of (inputs..., session) that tests call directly
+and copilot_ui.py wires to buttons. Bad input raises DemoError with the message to show.
+
+Each browser session (and each gradio_client) holds a CopilotSession. Sessions share the loaded
+pretrained model read-only; the first fine-tune gives a session its own copy, so one student's
+training never touches another's weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tinytorch.checkpoint import save_pretrained
+from tinytorch.evaluate import text_metrics
+from tinytorch.training import DivergenceError, sample_batch
+
+from . import inside, names, training, views
+from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
+    check_training_text, clone, parameter_count, shipped
+
+SHIPPED = ("copilot", "copilot-tiny")  # the default first
+# Fine-tune defaults, measured (benchmarks/demo_finetune.py): 100 steps in well under 10 s on the
+# copilot and 2 s on copilot-tiny on a 2-core machine, and enough to learn an example's names.
+STEPS, STEPS_RANGE = 100, (10, 300)
+LR, LR_RANGE = 3e-3, (1e-5, 0.1)
+BATCH, BATCH_RANGE = 8, (1, 64)
+CONTEXT = 64  # characters per training window: an identifier and the line or two before it
+MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED = 80, 0.0, 0, 1.0, 0
+MAX_PROMPTS = 8
+MAP_CHARS = 40  # characters drawn in the attention map
+
+
+class CopilotSession:
+    """One student's state: the pretrained model they chose and, once they fine-tune, their copy."""
+
+    def __init__(self):
+        self.base: Loaded | None = None  # shared, never modified
+        self.model = None  # the session's own fine-tuned copy, or None
+        self.train_text: str | None = None  # what it was last fine-tuned on
+        self.steps_trained = 0
+        self.curve: list[tuple[int, float]] = []  # (step, loss) of the last fine-tune
+        self.settings: dict = {}
+        self.stop = threading.Event()
+        self.workdir: Path | None = None  # for the zipped checkpoint; removed with the session
+
+    @property
+    def current(self):
+        return self.model if self.model is not None else self.base.model
+
+    @property
+    def label(self) -> str:
+        return self.base.source + (" (fine-tuned)" if self.model is not None else "")
+
+    def forget_finetune(self):
+        self.model, self.train_text, self.steps_trained, self.curve, self.settings = None, None, 0, [], {}
+
+    def close(self):
+        """gr.State's delete_callback: the session ended (tab closed, or idle too long)."""
+        self.stop.set()
+        if self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def curve_frame(curve) -> pd.DataFrame | None:
+    """The loss curve for gr.LinePlot: each batch's loss, and a running average that reads better.
+    None when there is no curve: gradio 6.31's LinePlot, given an empty frame, draws no lines in
+    any later update (a colour-scale bug), while None then data works."""
+    if not curve:
+        return None
+    steps = [s for s, _ in curve]
+    losses = np.array([l for _, l in curve], dtype=float)
+    smooth, average = [], None
+    for value in losses:
+        average = value if average is None else 0.9 * average + 0.1 * value
+        smooth.append(average)
+    return pd.DataFrame({
+        "step": steps * 2,
+        "loss": list(losses) + smooth,
+        "series": ["batch loss"] * len(steps) + ["running average"] * len(steps),
+    })
+
+
+class Copilot:
+    """The handlers, bound to the checkpoints this app offers."""
+
+    def __init__(self, checkpoints=None, store: ModelStore | None = None):
+        if checkpoints is None:
+            checkpoints = [name for name in SHIPPED if shipped(name).is_dir()] or list(SHIPPED)
+        self.checkpoints = list(checkpoints)
+        self.default = self.checkpoints[0]
+        self.store = store or ModelStore()
+
+    # ------------------------------------------------------------------ session
+    def session(self, session: CopilotSession | None) -> CopilotSession:
+        """The session, created on first use, with the default model loaded if none is."""
+        session = session if isinstance(session, CopilotSession) else CopilotSession()
+        if session.base is None:
+            try:
+                session.base = self.store.get(self.default, self.checkpoints)
+            except DemoError as err:
+                raise DemoError(f"{err} Choose another model above, or create the shipped one with "
+                                "`python -m pretrain copilot`.") from None
+        return session
+
+    def card(self, session: CopilotSession) -> str:
+        base = session.base
+        note = ""
+        if session.model is not None:
+            note = (f"**Fine-tuned in this session:** {session.steps_trained} steps on "
+                    f"{len(session.train_text or ''):,} characters. Reset to go back to the pretrained weights.")
+        return views.model_card(base.source, base.config, parameter_count(base.model), note)
+
+    # ------------------------------------------------------------------ 1. load
+    def load(self, source, session=None):
+        """Load a shipped checkpoint, a folder or a Hub repo id; returns (model card, session).
+        If it fails, the session keeps the model it had."""
+        loaded = self.store.get(source, self.checkpoints)  # raises DemoError with the reason
+        session = session if isinstance(session, CopilotSession) else CopilotSession()
+        session.base = loaded
+        session.forget_finetune()
+        return self.card(session), session
+
+    # ------------------------------------------------------------------ 2. generate
+    def sampling(self, max_new_tokens, temperature, top_k, top_p, seed, vocab_size: int) -> dict:
+        return {
+            "max_new_tokens": as_int(max_new_tokens, "Max new characters", 1, 1000),
+            "temperature": as_float(temperature, "Temperature", 0.0, 5.0, " Use 0 for the most likely character."),
+            "top_k": as_int(top_k, "Top-k", 0, vocab_size) or None,  # 0 = off
+            "top_p": as_float(top_p, "Top-p", 0.01, 1.0) if top_p not in (None, "") else None,
+            "seed": as_int(seed, "Seed", 0, 2**31 - 1),
+        }
+
+    def complete(self, model, tokenizer, prompt: str, settings: dict) -> str:
+        ids = tokenizer.encode(prompt)
+        with COMPUTE:
+            out = model.generate(ids, **settings)
+        return tokenizer.decode(out[len(ids):])
+
+    def generate(self, prompt, max_new_tokens=MAX_NEW, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,
+                 seed=SEED, session=None):
+        """Continue the prompt; returns (HTML with the written part marked, details, session)."""
+        session = self.session(session)
+        tokenizer = session.base.tokenizer
+        prompt = check_prompt(prompt, tokenizer)
+        settings = self.sampling(max_new_tokens, temperature, top_k, top_p, seed, tokenizer.vocab_size)
+        start = time.perf_counter()
+        written = self.complete(session.current, tokenizer, prompt, settings)
+        seconds = time.perf_counter() - start
+        details = {"prompt": prompt, "completion": written, "model": session.label,
+                   "fine_tuned": session.model is not None, "seconds": round(seconds, 3), **settings}
+        return views.generation(prompt, written, seconds, session.label), details, session
+
+    # ------------------------------------------------------------------ 3. fine-tune
+    def finetune(self, text, steps=STEPS, lr=LR, batch_size=BATCH, session=None):
+        """Fine-tune the session's copy on `text`; yields (status HTML, loss curve, session) as it
+        goes. Stop (or a closed session) ends it after the current step, keeping what it learned."""
+        session = self.session(session)
+        steps = as_int(steps, "Steps", *STEPS_RANGE)
+        lr = as_float(lr, "Learning rate", *LR_RANGE, hint=" Try 0.003.")
+        batch_size = as_int(batch_size, "Batch size", *BATCH_RANGE)
+        tokenizer = session.base.tokenizer
+        text, note = check_training_text(text, tokenizer)
+        ids = np.array(tokenizer.encode(text))
+        context = min(CONTEXT, session.base.model.config.n_positions, len(ids) - 1)
+        rng = np.random.default_rng(0)  # the same batches every run: a fine-tune is reproducible
+
+        session.stop.clear()
+        before = (session.train_text, session.steps_trained)
+        if session.model is None:
+            session.model = clone(session.base.model)
+        elif session.train_text not in (None, text):
+            note = (note + " " if note else "") + "Continuing from your fine-tuned weights on a new text."
+        session.curve = []
+        session.settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "context": context}
+        yield (views.status(f"Starting: {steps} steps on {len(text):,} characters. {note}"),
+               curve_frame([]), session)
+
+        loop = training.train(session.model, lambda: sample_batch(ids, batch_size, context, rng), steps, lr,
+                              should_stop=session.stop.is_set, lock=COMPUTE)
+        shown, done = 0.0, None
+        try:
+            for done in loop:
+                session.curve.append((done.step, done.loss))
+                session.steps_trained = before[1] + done.step
+                session.train_text = text
+                if done.elapsed - shown >= 0.25 and done.step < steps:  # a few updates a second
+                    shown = done.elapsed
+                    yield (views.progress(done.step, steps, done.loss, done.elapsed, done.remaining, note),
+                           curve_frame(session.curve), session)
+        except DivergenceError as err:  # train() has put the weights back as they were
+            session.train_text, session.steps_trained = before
+            if before[0] is None:
+                session.forget_finetune()
+            yield (views.status(f"<b>Training diverged, so the weights were restored to what they were "
+                                f"before this run.</b> {err}", "warn"), curve_frame(session.curve), session)
+            return
+        if done is None:
+            yield views.status("Stopped before the first step; nothing changed.", "warn"), curve_frame([]), session
+            return
+        stopped = done.step < steps
+        summary = (f"Stopped at step {done.step} of {steps}, keeping what it learned. " if stopped else "") + \
+            "Now <b>Compare</b> it with the pretrained model below."
+        yield (views.progress(done.step, steps, done.loss, done.elapsed, 0.0, (note + " " if note else "") + summary,
+                              done=True), curve_frame(session.curve), session)
+
+    def stop(self, session=None):
+        """Ask this session's running fine-tune to stop after its current step."""
+        if isinstance(session, CopilotSession):
+            session.stop.set()
+        return session
+
+    # ------------------------------------------------------------------ 4. compare
+    def compare(self, prompts="", max_new_tokens=MAX_NEW, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,
+                seed=SEED, session=None):
+        """Pretrained vs fine-tuned on each prompt (same seed and settings), and both models' loss
+        and own-name completion on the training text. Returns (HTML, details). Empty prompts:
+        ones drawn from the training text."""
+        session = self.session(session)
+        if session.model is None:
+            raise DemoError("Nothing to compare yet: fine-tune the model first (step 3), then compare.")
+        tokenizer = session.base.tokenizer
+        listed = names.parse_prompts(prompts) if isinstance(prompts, str) else []
+        if not listed:
+            listed = names.default_prompts(session.train_text) or [session.train_text[:40]]
+        if len(listed) > MAX_PROMPTS:
+            raise DemoError(f"{len(listed)} prompts: compare at most {MAX_PROMPTS} at once.")
+        listed = [check_prompt(p, tokenizer) for p in listed]
+        settings = self.sampling(max_new_tokens, temperature, top_k, top_p, seed, tokenizer.vocab_size)
+        models = {"pretrained": session.base.model, "finetuned": session.model}
+        rows = [{"prompt": p, **{k: self.complete(m, tokenizer, p, settings) for k, m in models.items()}}
+                for p in listed]
+        text = session.train_text[:20_000]  # enough to measure; a bound on the time it takes
+        with COMPUTE:
+            losses = {k: text_metrics(m, tokenizer, [text])["bits_per_char"] for k, m in models.items()}
+        cases = names.completion_cases(text)
+        completed = {k: (names.names_completed(m, tokenizer, cases), len(cases)) for k, m in models.items()}
+        details = {"rows": rows, "bits_per_char": losses, "own_names_completed": completed, **settings}
+        return views.comparison(rows, losses, completed), details
+
+    # ------------------------------------------------------------------ 5. reset, download
+    def reset(self, session=None):
+        """Back to the pretrained weights; returns (status HTML, empty curve, session)."""
+        session = self.session(session)
+        session.stop.set()  # a fine-tune still running stops before its next step
+        had = session.model is not None
+        session.forget_finetune()
+        message = "Back to the pretrained weights." if had else "Already at the pretrained weights."
+        return views.status(message, "ok"), curve_frame([]), session
+
+    def download(self, session=None) -> str:
+        """The fine-tuned model as a zipped checkpoint folder (what from_pretrained loads)."""
+        session = self.session(session)
+        if session.model is None:
+            raise DemoError("Nothing to download yet: fine-tune the model first.")
+        if session.workdir is None:
+            session.workdir = Path(tempfile.mkdtemp(prefix="tinytorch-demo-"))
+        base = session.base
+        provenance = {
+            "fine_tuned_from": base.source,
+            "base_provenance": base.config.get("provenance", {}),
+            "fine_tune": {**session.settings, "steps_done": session.steps_trained,
+                          "text_chars": len(session.train_text or ""),
+                          "text_sha256": hashlib.sha256((session.train_text or "").encode()).hexdigest()},
+            "tool": "python -m demos copilot",
+        }
+        folder = session.workdir / "copilot-finetuned"
+        with COMPUTE:
+            save_pretrained(session.model, folder, tokenizer=base.tokenizer, provenance=provenance)
+        return shutil.make_archive(str(folder), "zip", root_dir=session.workdir, base_dir=folder.name)
+
+    # ------------------------------------------------------------------ 6. look inside
+    def attention(self, prompt, layer=0, head=0, session=None):
+        """(attention map HTML of one layer and head over the prompt's last characters,
+        {next character: probability})."""
+        session = self.session(session)
+        model, tokenizer = session.current, session.base.tokenizer
+        prompt = check_prompt(prompt, tokenizer)
+        config = model.config
+        layer = as_int(layer, "Layer", 0, config.n_layer - 1)
+        head = as_int(head, "Head", 0, config.n_head - 1)
+        ids = tokenizer.encode(prompt)[-config.n_positions:]
+        with COMPUTE:
+            weights = inside.attention_weights(model, ids, layer)[head]  # (T, T)
+            probs = inside.next_char_probs(model, tokenizer, ids)
+        shown = tokenizer.decode(ids)[-MAP_CHARS:]
+        n = len(shown)
+        title = (f"{session.label}: layer {layer}, head {head}, over the last {n} of {len(ids)} characters"
+                 + (" (attention to earlier ones is not drawn)" if n < len(ids) else ""))
+        return views.attention_map(shown, weights[-n:, -n:], title), probs

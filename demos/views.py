@@ -1,0 +1,176 @@
+"""HTML and Markdown for the demos: the prompt told apart from what the model wrote, the
+side-by-side comparison, the attention map, the model card summary. Plain strings, no gradio;
+inline styles, so they look the same wherever the HTML lands (app, Space, test screenshot).
+"""
+
+from __future__ import annotations
+
+import json
+from html import escape
+
+import numpy as np
+
+CODE = ("font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 14px; "
+        "line-height: 1.45; white-space: pre-wrap; word-break: break-all; margin: 0; padding: 12px 14px; "
+        "border-radius: 8px; background: #f8fafc; color: #0f172a; border: 1px solid #e2e8f0;")
+PROMPT = "color: #64748b;"
+WRITTEN = "background: #bbf7d0; color: #14532d; border-radius: 3px; box-shadow: 0 0 0 1px #86efac;"
+MUTED = "color: #64748b; font-size: 13px;"
+BEFORE, AFTER = "#2563eb", "#16a34a"  # pretrained blue, fine-tuned green, everywhere
+
+
+def completion(prompt: str, written: str, tail_lines: int | None = None) -> str:
+    """<pre> with the prompt in grey and the model's characters on green. tail_lines: show only
+    the end of the prompt (its last lines), where a comparison table has no room for all of it."""
+    if tail_lines is not None:
+        lines = prompt.split("\n")
+        prompt = ("…" if len(lines) > tail_lines else "") + "\n".join(lines[-tail_lines:])
+    marked = escape(written) if written else "<i>(nothing)</i>"
+    return (f'<pre style="{CODE}"><span style="{PROMPT}">{escape(prompt)}</span>'
+            f'<span style="{WRITTEN}">{marked}</span></pre>')
+
+
+def legend(extra: str = "") -> str:
+    return (f'<div style="{MUTED} margin-top: 6px;"><span style="{PROMPT}">grey: the prompt</span> · '
+            f'<span style="{WRITTEN} padding: 0 4px;">green: written by the model</span>{extra}</div>')
+
+
+def generation(prompt: str, written: str, seconds: float, model_label: str) -> str:
+    speed = f"{len(written) / seconds:,.0f} chars/s" if seconds > 0 and written else ""
+    return completion(prompt, written) + legend(f" · {len(written)} characters by {escape(model_label)}"
+                                                f"{' · ' + speed if speed else ''}")
+
+
+def status(text: str, kind: str = "info") -> str:
+    colors = {"info": ("#eff6ff", "#1e3a8a", "#bfdbfe"), "ok": ("#f0fdf4", "#14532d", "#bbf7d0"),
+              "warn": ("#fffbeb", "#78350f", "#fde68a")}[kind]
+    return (f'<div style="background: {colors[0]}; color: {colors[1]}; border: 1px solid {colors[2]}; '
+            f'border-radius: 8px; padding: 10px 14px; font-size: 14px;">{text}</div>')
+
+
+def progress(step: int, steps: int, loss: float, elapsed: float, remaining: float, note: str = "",
+             done: bool = False) -> str:
+    share = 100 * step / max(steps, 1)
+    left = "" if done else f" · about {remaining:.1f} s left"
+    bar = (f'<div style="height: 8px; background: #e2e8f0; border-radius: 4px; margin-top: 8px;">'
+           f'<div style="height: 8px; width: {share:.1f}%; background: {AFTER}; border-radius: 4px;"></div></div>')
+    head = "Done: " if done else "Training: "
+    text = (f"<b>{head}step {step}/{steps}</b> · loss {loss:.3f} · {elapsed:.1f} s{left}"
+            + (f'<div style="{MUTED} margin-top: 4px;">{note}</div>' if note else "") + bar)
+    return status(text, "ok" if done else "info")
+
+
+def comparison(rows: list[dict], losses: dict | None, names: dict | None) -> str:
+    """rows: [{prompt, pretrained, finetuned}]; losses: {pretrained, finetuned} in bits/char;
+    names: {pretrained: (right, total), finetuned: (right, total)} own identifiers completed."""
+    head = (f'<th style="text-align: left; padding: 6px; width: 50%; color: {BEFORE};">Pretrained</th>'
+            f'<th style="text-align: left; padding: 6px; width: 50%; color: {AFTER};">Fine-tuned</th>')
+    body = []
+    for row in rows:
+        cells = "".join(f'<td style="vertical-align: top; padding: 4px 6px;">'
+                        f'{completion(row["prompt"], row[key], tail_lines=2)}</td>'
+                        for key in ("pretrained", "finetuned"))
+        body.append(f"<tr>{cells}</tr>")
+    scores = []
+    if losses:
+        scores.append(_score("Loss on the training text", f'{losses["pretrained"]:.2f}',
+                             f'{losses["finetuned"]:.2f}', "bits per character (lower is better)"))
+    if names and names["pretrained"][1]:
+        total = names["pretrained"][1]
+        scores.append(_score("Your own names completed", f'{names["pretrained"][0]}/{total}',
+                             f'{names["finetuned"][0]}/{total}', "typed 3 characters, did it finish the name?"))
+    return (f'<div style="display: flex; gap: 12px; flex-wrap: wrap; margin-bottom: 10px;">{"".join(scores)}</div>'
+            f'<table style="width: 100%; border-collapse: collapse; table-layout: fixed;">'
+            f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+            + legend(" · same prompt, same seed, same settings for both"))
+
+
+def _score(title: str, before: str, after: str, hint: str) -> str:
+    return (f'<div style="flex: 1; min-width: 220px; border: 1px solid #e2e8f0; border-radius: 8px; padding: 10px 14px;">'
+            f'<div style="{MUTED}">{escape(title)}</div>'
+            f'<div style="font-size: 22px; font-weight: 600;"><span style="color: {BEFORE};">{escape(before)}</span>'
+            f' <span style="color: #94a3b8;">→</span> <span style="color: {AFTER};">{escape(after)}</span></div>'
+            f'<div style="{MUTED}">{escape(hint)}</div></div>')
+
+
+def attention_map(text: str, weights: np.ndarray, title: str) -> str:
+    """weights (T, T) over the characters of `text` (T of them) as a grid: row = the position
+    looking, column = the position looked at; darker = more attention."""
+    chars = [{" ": "␣", "\n": "⏎"}.get(c, c) for c in text]
+    cell = "width: 15px; height: 15px; padding: 0; text-align: center;"
+    label = f"font-family: ui-monospace, monospace; font-size: 11px; color: #334155; {cell}"
+    top = "".join(f'<th style="{label}">{escape(c)}</th>' for c in chars)
+    rows = []
+    for t, c in enumerate(chars):
+        cells = []
+        for s in range(len(chars)):
+            w = float(weights[t, s])
+            shade = f"rgba(37, 99, 235, {w:.3f})" if s <= t else "#f1f5f9"
+            tip = f"{chars[t]} looks at {chars[s]}: {w:.2f}" if s <= t else "future: masked"
+            cells.append(f'<td title="{escape(tip)}" style="{cell} background: {shade}; border: 1px solid #fff;"></td>')
+        rows.append(f'<tr><th style="{label}">{escape(c)}</th>{"".join(cells)}</tr>')
+    return (f'<div style="{MUTED} margin-bottom: 6px;">{escape(title)}</div>'
+            f'<div style="overflow-x: auto;"><table style="border-collapse: collapse;">'
+            f'<tr><th></th>{top}</tr>{"".join(rows)}</table></div>'
+            f'<div style="{MUTED} margin-top: 6px;">Each row is a character of the prompt; the blue '
+            f'squares show which earlier characters it looks at (darker = more). Grey squares are the '
+            f'future, which the model may not see.</div>')
+
+
+FIGURES = {  # provenance keys worth a headline, with how to say them
+    "steps": "{:,} training steps", "val_bits_per_char": "{:.2f} bits per character on held-out code",
+    "identifier_completion": "{:.0%} of identifiers completed from 3 characters",
+}
+
+
+def corpus_words(corpus) -> str:
+    """pretrain's corpus record in words: '2,345,678 characters from 812 files (python3.11)'."""
+    if not isinstance(corpus, dict):
+        return _short(corpus, 80)
+    where = str(corpus.get("root", "")).rstrip("/").rsplit("/", 1)[-1]
+    if "train_chars" in corpus:
+        files = f" from {corpus['train_files']:,} files" if "train_files" in corpus else ""
+        return f"{corpus['train_chars']:,} characters{files}" + (f" ({where})" if where else "")
+    return _short(corpus, 80)
+
+
+def model_card(label: str, config: dict, parameters: int, note: str = "") -> str:
+    """Markdown: what was loaded, its shape, what it was trained on and the figures it reached
+    (whatever config.json's provenance records), the full record folded away."""
+    lines = [f"**{escape(label)}** · {parameters:,} parameters · {config.get('n_layer')} layers · "
+             f"{config.get('n_head')} heads · n_embd {config.get('n_embd')} · "
+             f"context {config.get('n_positions')} characters · vocabulary {config.get('vocab_size')}"]
+    provenance = config.get("provenance") or {}
+    if isinstance(provenance, dict) and provenance:
+        figures = [f"trained on {escape(corpus_words(provenance['corpus']))}"] if provenance.get("corpus") else []
+        for key, form in FIGURES.items():
+            try:
+                figures.append(form.format(provenance[key]))
+            except (KeyError, ValueError, TypeError):
+                pass
+        if "tasks_right" in provenance and "tasks_total" in provenance:
+            figures.append(f"{provenance['tasks_right']}/{provenance['tasks_total']} pairs right")
+        if figures:
+            lines.append("\n" + " · ".join(figures))
+        rows = "".join(f"<tr><td><code>{escape(str(k))}</code></td><td>{escape(_short(v, 200))}</td></tr>"
+                       for k, v in provenance.items())
+        lines.append(f"\n<details><summary>Everything its config.json records about its training</summary>"
+                     f"<table>{rows}</table></details>")
+    else:
+        lines.append("\n_No provenance recorded in this checkpoint's config.json._")
+    if note:
+        lines += ["", note]
+    return "\n".join(lines)
+
+
+def _short(value, limit: int = 60) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_short(v, 40)}" for k, v in value.items())[:limit]
+    if isinstance(value, float):
+        text = f"{value:.4g}"
+    elif isinstance(value, (list, tuple)):
+        text = json.dumps(value)
+    else:
+        text = str(value)
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
