@@ -100,7 +100,7 @@ def model_card(name: str, config: dict, records: list[dict], best_step: int) -> 
 
 def export_checkpoint(out: Path, export: Path, cfg, command: str) -> Path:
     """The best model of run folder `out` as a finished checkpoint folder at `export`."""
-    best = out / "best"
+    best = run_state.best_step(out) / "model"
     model, tokenizer = load_model(best), load_tokenizer(best)
     config = read_config(best)
     records = run_state.read_metrics(out)

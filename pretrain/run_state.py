@@ -7,7 +7,8 @@ latest, the best model, and metrics.jsonl.
         model/                a checkpoint folder (config.json, model.safetensors, README.md)
         optimizer.safetensors AdamW's moments
         trainer_state.json    step, RNG states, data position, best validation loss, ...
-      best/                   the model with the lowest validation loss so far
+      (the step folder with the lowest validation loss is kept however old: trainer_state.json
+       names it as best_step)
       metrics.jsonl           one JSON record per log line and per evaluation
 
 A step folder is written whole under a temporary name and renamed into place, and `latest` is
@@ -64,12 +65,23 @@ def save_step(out: Path, step: int, model, tokenizer, optimizer, trainer_state: 
     return folder
 
 
-def prune(out: Path, keep: int) -> None:
+def prune(out: Path, keep: int, protect: str | None = None) -> None:
+    """Delete all but the newest `keep` step folders (and `protect`, the best one)."""
     steps = sorted(p for p in out.glob("step-*") if p.is_dir())
-    for old in steps[:-keep] if keep > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    for old in steps[:-keep] if keep > 0 else steps:
+        if old.name != protect:
+            shutil.rmtree(old, ignore_errors=True)
     for stale in out.glob(".step-*"):  # temporary folders of saves that were killed midway
         shutil.rmtree(stale, ignore_errors=True)
+
+
+def best_step(out: Path) -> Path:
+    """The step folder with the lowest validation loss, as the latest training state names it."""
+    latest = latest_step(out)
+    if latest is None:
+        raise ValueError(f"{out} holds no complete checkpoint to export")
+    state = json.loads((latest / "trainer_state.json").read_text())
+    return out / step_name(state["best_step"])
 
 
 def latest_step(out: Path) -> Path | None:

@@ -14,7 +14,6 @@ import numpy as np
 from tqdm import tqdm
 
 import tinytorch
-from tinytorch.checkpoint import save_pretrained
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.optim import AdamW, cosine_lr, weight_decay_groups
 from tinytorch.text import CharTokenizer
@@ -89,7 +88,7 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
         return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
 
     # ---------------------------------------------------------------- resume
-    step, best_val, elapsed, interval = 0, math.inf, 0.0, [0.0, 0]
+    step, best_val, best_step, elapsed, interval = 0, math.inf, 0, 0.0, [0.0, 0]
     latest = run_state.latest_step(out) if cfg.resume else None
     if latest is not None:
         weights, arrays, state = run_state.load_step(latest)
@@ -102,7 +101,7 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
         optimizer.load_state_dict(arrays, state["optimizer"])
         run_state.restore_rng(data_rng, state["data_rng"])
         run_state.restore_rng(tinytorch.rng.generator(), state["init_rng"])
-        step, best_val, elapsed = state["step"], state["best_val_loss"], state["elapsed"]
+        step, best_val, best_step, elapsed = state["step"], state["best_val_loss"], state["best_step"], state["elapsed"]
         interval = state["interval"]
         run_state.truncate_metrics(out, step)
         print(f"resuming {out} at step {step}", file=sys.stderr)
@@ -117,23 +116,34 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
     def trainer_state() -> dict:
         return {"step": step, "data_rng": run_state.rng_state(data_rng),
                 "init_rng": run_state.rng_state(tinytorch.rng.generator()), "best_val_loss": best_val,
+                "best_step": best_step,
                 "elapsed": elapsed, "interval": interval, "model_config": config.to_dict(),
                 "train_config": asdict(cfg), "data_fingerprint": data_info.get("corpus", {}).get("fingerprint")}
 
-    def save() -> Path:
-        folder = run_state.save_step(out, step, model, tokenizer, optimizer, trainer_state(),
-                                     {**provenance, "steps": step})
-        run_state.prune(out, cfg.keep)
+    figures = {}  # of the latest evaluation, for the saved model's provenance
+
+    def save() -> Path | None:
+        """Save this step; on failure (disk full, ...) say why and keep the previous checkpoint."""
+        try:
+            folder = run_state.save_step(out, step, model, tokenizer, optimizer, trainer_state(),
+                                         {**provenance, "steps": step, **figures})
+        except OSError as err:
+            latest = run_state.latest_step(out)
+            print(f"\nwarning: saving step {step} failed ({err.strerror or err}); "
+                  f"{latest.name if latest else 'no checkpoint'} stays the latest", file=sys.stderr)
+            return None
+        run_state.prune(out, cfg.keep, protect=run_state.step_name(best_step))
         return folder
 
-    def run_eval():
-        nonlocal best_val
+    def run_eval() -> dict:
+        """Evaluate; a new best is saved at once, so its step folder exists to be exported."""
+        nonlocal best_val, best_step, figures
         record = {"kind": "eval", "step": step, **evaluate(model)}
-        if record["val_loss"] < best_val:
-            best_val = record["val_loss"]
-            save_pretrained(model, out / "best", tokenizer=tokenizer,
-                            provenance={**provenance, "steps": step, **_figures(record)})
         run_state.append_metrics(out, record)
+        figures = _figures(record)
+        if record["val_loss"] < best_val:
+            best_val, best_step = record["val_loss"], step
+            save()
         return record
 
     # ---------------------------------------------------------------- loop
@@ -173,7 +183,7 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
             if step % cfg.eval_every == 0 or step == cfg.steps:
                 record = run_eval()
                 bar.write(_eval_line(record))
-            if step % cfg.save_every == 0 or step == cfg.steps:
+            if (step % cfg.save_every == 0 or step == cfg.steps) and best_step != step:
                 save()
     except DivergenceError as err:
         latest = run_state.latest_step(out)
