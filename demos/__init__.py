@@ -8,3 +8,13 @@ Level 1 (watch a tiny transformer memorize a dozen facts).
 package is cheap: gradio is imported by the modules that build the UI, and checkpoints load on
 first use.
 """
+
+import os as _os
+
+# One BLAS thread unless the user says otherwise. The demos' matrices are small (a batch of 8
+# windows of 64 characters): OpenBLAS's second thread saves little on an idle machine and costs
+# a lot on a busy one (two sessions training, or pretraining alongside): 100 copilot-tiny steps
+# took 48 s with 2 threads on this loaded 2-core machine and 1.8 s with 1. Only effective when
+# numpy has not been imported yet, which holds for `python -m demos` and `python demos/app.py`.
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    _os.environ.setdefault(_name, "1")

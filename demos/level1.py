@@ -50,6 +50,14 @@ def results_frame(results) -> pd.DataFrame:
     })
 
 
+def results_view(results):
+    """The results table with each answer on green (right) or red (wrong), for the page."""
+    frame = results_frame(results)
+    colors = ["background-color: #dcfce7; color: #14532d" if r["correct"] else
+              "background-color: #fee2e2; color: #7f1d1d" for r in results]
+    return frame.style.apply(lambda column: colors, subset=["answer", "right?"])
+
+
 def accuracy_html(results, origin: str) -> str:
     right, total = sum(r["correct"] for r in results), len(results)
     kind = "ok" if right == total else "info" if right else "warn"
@@ -176,7 +184,7 @@ class Level1:
         session = self.session(session)
         pairs = self.pairs(table)
         results = self.answers(session, pairs)
-        return results_frame(results), accuracy_html(results, session.origin), session
+        return results_view(results), accuracy_html(results, session.origin), session
 
     def train(self, table, start=FROM_CHECKPOINT, steps=STEPS, lr=LR, seed=0, session=None):
         """Train a new model (from the checkpoint or random weights) on the pairs; yields
@@ -194,7 +202,7 @@ class Level1:
         with COMPUTE:
             results = evaluate_tasks(model, tokenizer, pairs)
         yield (views.status(f"Training from {origin}: {steps} steps on {len(pairs)} pairs."),
-               curve_frame([]), results_frame(results), accuracy_html(results, origin + ", before training"), session)
+               curve_frame([]), results_view(results), accuracy_html(results, origin + ", before training"), session)
         shown, done = 0.0, None
         try:
             for done in training.train(model, lambda: (x, y), steps, lr, should_stop=session.stop.is_set,
@@ -203,11 +211,11 @@ class Level1:
                 if done.elapsed - shown >= 0.2 and done.step < steps:
                     shown = done.elapsed
                     yield (views.progress(done.step, steps, done.loss, done.elapsed, done.remaining),
-                           curve_frame(session.curve), results_frame(results),
+                           curve_frame(session.curve), results_view(results),
                            accuracy_html(results, origin + ", before training"), session)
         except DivergenceError as err:
             yield (views.status(f"<b>Training diverged; the weights are back where they started.</b> {err}", "warn"),
-                   curve_frame(session.curve), results_frame(results), accuracy_html(results, origin), session)
+                   curve_frame(session.curve), results_view(results), accuracy_html(results, origin), session)
             return
         trained = done.step if done else 0
         session.origin = f"{origin}, then {trained} steps"
@@ -218,7 +226,7 @@ class Level1:
             status = views.progress(done.step, steps, done.loss, done.elapsed, 0.0, summary, done=True)
         else:
             status = views.status("Stopped before the first step. " + summary, "warn")
-        yield status, curve_frame(session.curve), results_frame(results), accuracy_html(results, session.origin), session
+        yield status, curve_frame(session.curve), results_view(results), accuracy_html(results, session.origin), session
 
     def stop(self, session=None):
         if isinstance(session, Level1Session):

@@ -11,7 +11,7 @@ from html import escape
 import numpy as np
 
 CODE = ("font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: 14px; "
-        "line-height: 1.45; white-space: pre-wrap; word-break: break-all; margin: 0; padding: 12px 14px; "
+        "line-height: 1.45; white-space: break-spaces; overflow-wrap: anywhere; margin: 0; overflow: hidden; padding: 12px 14px; "
         "border-radius: 8px; background: #f8fafc; color: #0f172a; border: 1px solid #e2e8f0;")
 PROMPT = "color: #64748b;"
 WRITTEN = "background: #bbf7d0; color: #14532d; border-radius: 3px; box-shadow: 0 0 0 1px #86efac;"
@@ -137,8 +137,8 @@ def corpus_words(corpus) -> str:
 def model_card(label: str, config: dict, parameters: int, note: str = "") -> str:
     """Markdown: what was loaded, its shape, what it was trained on and the figures it reached
     (whatever config.json's provenance records), the full record folded away."""
-    lines = [f"**{escape(label)}** · {parameters:,} parameters · {config.get('n_layer')} layers · "
-             f"{config.get('n_head')} heads · n_embd {config.get('n_embd')} · "
+    lines = [f"**{escape(label)}** · {parameters:,} parameters · {_count(config.get('n_layer'), 'layer')} · "
+             f"{_count(config.get('n_head'), 'head')} · n_embd {config.get('n_embd')} · "
              f"context {config.get('n_positions')} characters · vocabulary {config.get('vocab_size')}"]
     provenance = config.get("provenance") or {}
     if isinstance(provenance, dict) and provenance:
@@ -161,6 +161,10 @@ def model_card(label: str, config: dict, parameters: int, note: str = "") -> str
     if note:
         lines += ["", note]
     return "\n".join(lines)
+
+
+def _count(n, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def _short(value, limit: int = 60) -> str:

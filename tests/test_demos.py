@@ -384,18 +384,18 @@ def level1(folders):
 def test_level1_evaluate_then_train_from_scratch_memorizes_the_pairs(level1):
     table = level1.default_table()
     results, accuracy, session = level1.evaluate(table)
-    assert len(results) == 12 and "/12 correct" in accuracy
+    assert len(results.data) == 12 and "/12 correct" in accuracy
     updates = list(level1.train(table, FROM_SCRATCH, 150, 1e-2, 0, session))
     status, curve, results, accuracy, session = updates[-1]
-    assert "12/12 correct" in accuracy and (results["right?"] == "✓").all()
+    assert "12/12 correct" in accuracy and (results.data["right?"] == "✓").all()
     assert curve["loss"].iloc[-1] < curve["loss"].iloc[0]
-    assert level1.evaluate(table, session)[0]["answer"].tolist() == results["answer"].tolist()
+    assert level1.evaluate(table, session)[0].data["answer"].tolist() == results.data["answer"].tolist()
 
 
 def test_level1_from_the_checkpoint_and_its_pairs(level1):
     assert level1.default_pairs() == list(DEFAULT_TASKS)
     updates = list(level1.train([["abcd", "dcba"], ["", ""], ["1111", "2222"]], FROM_CHECKPOINT, 10, 1e-2, 0))
-    assert "checkpoint" in updates[-1][3] and len(updates[-1][2]) == 2  # lower case accepted, blank row skipped
+    assert "checkpoint" in updates[-1][3] and len(updates[-1][2].data) == 2  # lower case accepted, blank row skipped
 
 
 @pytest.mark.parametrize("table, message", [

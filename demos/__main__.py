@@ -1,0 +1,49 @@
+"""python -m demos copilot|level1 [--checkpoint PATH_OR_REPO_ID] [--port 7860] [--host 127.0.0.1]"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m demos", description="Open a tinytorch demo in the browser.")
+    parser.add_argument("demo", nargs="?", default="copilot", choices=["copilot", "level1", "all"],
+                        help="which demo to open (all = both, as tabs); default: copilot")
+    parser.add_argument("--checkpoint", help="the model to start with: a folder or a Hub repo id "
+                                             "(default: the shipped checkpoint)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on; 127.0.0.1 (the default) is this machine only, "
+                             "0.0.0.0 opens it to your network")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+    print("Starting the demo (importing gradio takes a few seconds)...", flush=True)
+    from .app import build_app
+    from .ui import launch_kwargs
+
+    tabs = ("copilot", "level1") if args.demo == "all" else (args.demo,)
+    copilot_checkpoints = None
+    if args.checkpoint and args.demo in ("copilot", "all"):
+        from .copilot import SHIPPED
+        from .common import shipped
+
+        copilot_checkpoints = [args.checkpoint] + [n for n in SHIPPED if shipped(n).is_dir() and n != args.checkpoint]
+    level1_checkpoint = args.checkpoint if args.checkpoint and args.demo == "level1" else None
+    demo = build_app(tabs, copilot_checkpoints, level1_checkpoint)
+    # never share=True: a classroom demo stays on this machine unless --host says otherwise
+    _, url, _ = demo.launch(server_name=args.host, server_port=args.port, share=False,
+                            prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    print(f"tinytorch {args.demo} demo running at {url}  (Ctrl+C to stop)", flush=True)
+    try:
+        demo.block_thread()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        demo.close()
+
+
+if __name__ == "__main__":
+    main()

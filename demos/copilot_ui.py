@@ -1,0 +1,156 @@
+"""The Copilot tab: six numbered steps, top to bottom, each button also an API endpoint."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import copilot as C
+from . import names, views
+from .common import DemoError, check_training_text, examples, read_upload
+from .ui import FINETUNES, friendly, heading, session_state
+
+OWN = "my own code (paste it below or upload a file)"
+PROMPT = "import os\n\n\ndef read_lines(path):\n    "
+INTRO = """# A Copilot you can fine-tune in class
+A character-level GPT-2, written from scratch in numpy with tinytorch and pretrained on Python
+code. Try it, **fine-tune it on your own code for a hundred steps**, and watch it pick up your
+helper names and habits."""
+
+
+def build(demo: gr.Blocks, app: C.Copilot) -> None:
+    """Lay out the Copilot inside the current Blocks context and wire its events."""
+    session = session_state()
+    texts = examples()
+    first = next(iter(texts), None)
+    gr.Markdown(INTRO)
+
+    heading("1", "Choose a model", "A shipped checkpoint, or a Hub repo id like `user/model`.")
+    with gr.Row():
+        with gr.Column(scale=2, min_width=260):
+            source = gr.Dropdown(app.checkpoints, value=app.default, allow_custom_value=True, show_label=False,
+                                 container=False)
+            load = gr.Button("Load")
+        with gr.Column(scale=5):
+            card = gr.Markdown("_Loading the model…_")
+
+    heading("2", "Try it", "Type the start of some code; the model writes the rest.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt = gr.Code(PROMPT, language="python", label="Prompt", lines=6, max_lines=14)
+            with gr.Accordion("Sampling", open=False):
+                with gr.Row():
+                    max_new = gr.Slider(1, 400, C.MAX_NEW, step=1, label="Max new characters")
+                    seed = gr.Number(C.SEED, precision=0, label="Seed", minimum=0)
+                with gr.Row():
+                    temperature = gr.Slider(0, 2, C.TEMPERATURE, step=0.05, label="Temperature",
+                                            info="0 = always the most likely character")
+                    top_k = gr.Slider(0, 100, C.TOP_K, step=1, label="Top-k", info="0 = off")
+                    top_p = gr.Slider(0.05, 1, C.TOP_P, step=0.05, label="Top-p", info="1 = off")
+            generate = gr.Button("Generate", variant="primary")
+        with gr.Column(scale=1):
+            written = gr.HTML(views.status("Press <b>Generate</b>: the model's characters will show in "
+                                           "green after your prompt."), label="Completion")
+            with gr.Accordion("What the API returns", open=False):
+                details = gr.JSON(label="Details")
+
+    heading("3", "Fine-tune it on your code",
+            "Pick an example (each has its own helper names and docstring style), paste your code, or upload a file.")
+    with gr.Row():
+        with gr.Column(scale=3):
+            with gr.Row():
+                example = gr.Dropdown(list(texts) + [OWN], value=first or OWN, show_label=False, scale=3,
+                                      container=False)
+                upload = gr.UploadButton("Upload .py / .txt", file_types=[".py", ".txt"], scale=1, size="md",
+                                         min_width=160)
+            text = gr.Code(texts.get(first, ""), language="python", label="Training text (editable)",
+                           lines=16, max_lines=16)
+        with gr.Column(scale=2):
+            with gr.Row():
+                steps = gr.Slider(*C.STEPS_RANGE, C.STEPS, step=10, label="Steps")
+                batch = gr.Slider(*C.BATCH_RANGE, C.BATCH, step=1, label="Batch size")
+            lr = gr.Number(C.LR, label="Learning rate", info=f"{C.LR_RANGE[0]:g} to {C.LR_RANGE[1]:g}; "
+                                                               "too high and it diverges")
+            with gr.Row():
+                start = gr.Button("Start fine-tuning", variant="primary", scale=2)
+                stop = gr.Button("Stop", variant="stop", scale=1)
+            status = gr.HTML(views.status("Press Start: 100 steps take a few seconds."))
+            curve = gr.LinePlot(None, x="step", y="loss", color="series", height=240,
+                                color_map={"batch loss": "#86efac", "running average": "#16a34a"},
+                                x_title="step", y_title="loss (nats per character)", label="Training loss")
+
+    heading("4", "Compare before and after",
+            "The same prompts, seed and settings for the pretrained model and yours. Prompts are "
+            "separated by lines holding only `---`; they start out drawn from the training text.")
+    prompts = gr.Code(names.format_prompts(names.default_prompts(texts.get(first, ""))), language="python",
+                      label="Prompts", lines=6, max_lines=12)
+    compare = gr.Button("Compare", variant="primary")
+    comparison = gr.HTML(views.status("Fine-tune first, then compare."))
+    with gr.Accordion("What the API returns", open=False):
+        comparison_details = gr.JSON(label="Details")
+
+    heading("5", "Keep it or start over",
+            "The zip is a checkpoint folder like the shipped ones: unzip it, then `GPT.from_pretrained(folder)`.")
+    with gr.Row():
+        with gr.Column(scale=1):
+            download = gr.Button("Save my fine-tuned model (.zip)")
+            reset = gr.Button("Reset to the pretrained weights", variant="stop")
+        saved = gr.File(label="Fine-tuned checkpoint", height=110, scale=2)
+
+    heading("6", "Look inside", "What the model attends to over the prompt of step 2, and what it "
+                                "would type next.")
+    with gr.Row():
+        layer = gr.Slider(0, 3, 0, step=1, label="Layer")
+        head = gr.Slider(0, 3, 0, step=1, label="Head")
+        look = gr.Button("Show attention", variant="primary", scale=0, min_width=180)
+    with gr.Row():
+        attention = gr.HTML(scale=3)
+        probabilities = gr.Label(label="Next character", num_top_classes=8, scale=2)
+
+    # ------------------------------------------------------------------ events
+    def on_open(current):
+        """Page load: the default model (loaded on first use) and its shape for the sliders."""
+        try:
+            current = app.session(current)
+        except DemoError as err:
+            return f"⚠️ {err}", current, gr.Slider(), gr.Slider()
+        config = current.base.model.config
+        return (app.card(current), current, gr.Slider(maximum=config.n_layer - 1, value=0),
+                gr.Slider(maximum=config.n_head - 1, value=0))
+
+    demo.load(on_open, [session], [card, session, layer, head], api_visibility="private")
+    load.click(friendly(app.load), [source, session], [card, session], api_name="load").then(
+        on_open, [session], [card, session, layer, head], api_visibility="private")
+
+    sampling = [max_new, temperature, top_k, top_p, seed]
+    generate.click(friendly(app.generate), [prompt, *sampling, session], [written, details, session],
+                   api_name="generate")
+
+    def choose_example(name):
+        if name not in texts:
+            return gr.Code(), gr.Code()
+        return texts[name], names.format_prompts(names.default_prompts(texts[name]))
+
+    example.change(choose_example, [example], [text, prompts], api_visibility="private")
+
+    def uploaded(path, current):
+        body = read_upload(path)
+        tokenizer = app.session(current).base.tokenizer
+        clean, note = check_training_text(body, tokenizer)
+        if note:
+            gr.Warning(note)
+        return OWN, clean, names.format_prompts(names.default_prompts(clean))
+
+    # Not a button, but callable (undocumented) so that tests can send a file the way a browser does.
+    upload.upload(friendly(uploaded), [upload, session], [example, text, prompts], api_name="upload",
+                  api_visibility="undocumented")
+
+    start.click(friendly(app.finetune), [text, steps, lr, batch, session], [status, curve, session],
+                api_name="finetune", concurrency_limit=FINETUNES, concurrency_id="finetune",
+                show_progress="minimal")
+    stop.click(app.stop, [session], None, api_name="stop", queue=False)
+    compare.click(friendly(app.compare), [prompts, *sampling, session], [comparison, comparison_details],
+                  api_name="compare")
+    reset.click(friendly(app.reset), [session], [status, curve, session], api_name="reset")
+    download.click(friendly(app.download), [session], [saved], api_name="download")
+    look.click(friendly(app.attention), [prompt, layer, head, session], [attention, probabilities],
+               api_name="attention")

@@ -1,0 +1,57 @@
+"""The Level 1 tab: a table of pairs, Evaluate, Train with a live loss curve."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from . import level1 as L
+from . import views
+from .common import DemoError
+from .ui import FINETUNES, friendly, heading, session_state
+
+INTRO = """# Level 1: can a transformer memorize a dozen facts?
+Each row is a fact: the model reads the **input** and a `>`, then must type the **output**, one
+character at a time. It is a one-layer GPT with 16 numbers per character. Evaluate it, train it
+(from the shipped checkpoint or from random weights), and evaluate again."""
+
+
+def build(demo: gr.Blocks, app: L.Level1) -> None:
+    session = session_state()
+    gr.Markdown(INTRO)
+    card = gr.Markdown()
+    with gr.Row():
+        with gr.Column(scale=2):
+            heading("1", "The facts", "Four characters from A-Z and 0-9 on each side. Edit them, add rows.")
+            table = gr.Dataframe(app.default_table(), headers=["input", "output"], datatype="str",
+                                 interactive=True, label="Pairs")
+            heading("2", "Train")
+            start = gr.Radio([L.FROM_CHECKPOINT, L.FROM_SCRATCH], value=L.FROM_SCRATCH, label="Start from")
+            steps = gr.Slider(10, 500, L.STEPS, step=10, label="Steps")
+            with gr.Row():
+                lr = gr.Number(L.LR, label="Learning rate")
+                seed = gr.Number(0, precision=0, label="Seed (random weights)", minimum=0)
+            with gr.Row():
+                train = gr.Button("Train", variant="primary", scale=2)
+                stop = gr.Button("Stop", variant="stop", scale=1)
+            status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."))
+            curve = gr.LinePlot(None, x="step", y="loss", color="series", height=220, y_title="loss (nats)",
+                                label="Training loss", color_map={"loss": "#16a34a"})
+        with gr.Column(scale=3):
+            heading("3", "Evaluate", "The model's answer to each input, typed greedily.")
+            evaluate = gr.Button("Evaluate", variant="primary")
+            accuracy = gr.HTML()
+            results = gr.Dataframe(headers=["input", "expected", "answer", "right?"], interactive=False,
+                                   label="Answers")
+
+    def on_open(current):
+        try:
+            return app.card(), app.session(current)
+        except DemoError as err:
+            return f"{err}", current
+
+    demo.load(on_open, [session], [card, session], api_visibility="private")
+    evaluate.click(friendly(app.evaluate), [table, session], [results, accuracy, session], api_name="evaluate")
+    train.click(friendly(app.train), [table, start, steps, lr, seed, session],
+                [status, curve, results, accuracy, session], api_name="train",
+                concurrency_limit=FINETUNES, concurrency_id="finetune", show_progress="minimal")
+    stop.click(app.stop, [session], None, api_name="level1_stop", queue=False)

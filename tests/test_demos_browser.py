@@ -1,0 +1,52 @@
+"""A real browser (Debian's chromium, driven by Playwright's Python API) loads the Copilot demo,
+fine-tunes a few steps, and finds the before/after comparison on the page. The screenshot is kept
+in the test's tmp_path as an artifact. Skips, saying why, where chromium or playwright is absent.
+"""
+
+import os
+
+import pytest
+
+from demos.screenshots import CHROMIUM, copilot_walkthrough, free_port, level1_walkthrough
+
+pytest.importorskip("gradio", reason="gradio not installed")
+pytest.importorskip("playwright.sync_api", reason="playwright (python) not installed")
+if not os.path.exists(CHROMIUM):
+    pytest.skip(f"{CHROMIUM} not found: install Debian's chromium (apt-get install -y chromium; .ci/run "
+                "does) for the browser test", allow_module_level=True)
+
+from demos.app import build_app  # noqa: E402
+from demos.screenshots import browser_page, visible  # noqa: E402
+from demos.ui import launch_kwargs  # noqa: E402
+
+from test_demos import make_copilot, make_level1  # noqa: E402
+
+pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
+              pytest.mark.filterwarnings("ignore:The copy keyword is deprecated")]
+
+
+@pytest.fixture(scope="module")
+def url(tmp_path_factory):
+    root = tmp_path_factory.mktemp("browser")
+    demo = build_app(copilot_checkpoints=[str(make_copilot(root / "copilot"))],
+                     level1_checkpoint=str(make_level1(root / "level1")))
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            quiet=True, **launch_kwargs())
+    yield url
+    demo.close()
+
+
+def test_a_student_fine_tunes_and_sees_before_and_after(url, tmp_path):
+    with browser_page() as page:
+        copilot_walkthrough(page, url, steps=20)
+        assert visible(page, "Done: step 20/20")
+        table = page.locator("table", has_text="Pretrained").filter(has_text="Fine-tuned")
+        assert table.count() == 1 and table.locator("tr").count() == 5  # a header and 4 prompts
+        assert visible(page, "Loss on the training text")
+        page.screenshot(path=str(tmp_path / "copilot.png"), full_page=True)
+
+        level1_walkthrough(page, url)
+        assert visible(page, "correct")
+        page.screenshot(path=str(tmp_path / "level1.png"), full_page=True)
+    print(f"screenshots: {tmp_path}")
+    assert (tmp_path / "copilot.png").stat().st_size > 10_000
