@@ -1,7 +1,7 @@
 """Gates for the performance paths: each fast path against a plain computation of the same thing.
 
-Fused attention (query blocks, the Cauchy-Schwarz shift, its exact-max fallback), gradients
-written into the optimizer's flat buffer, flat-buffer clipping, GELU's overflow, malloc tuning.
+Fused attention (query blocks, no max shift below the Cauchy-Schwarz limit, the shift above
+it), gradients written into the optimizer's flat buffer, flat-buffer clipping, GELU's overflow, malloc tuning.
 """
 
 import warnings
@@ -57,9 +57,9 @@ def test_fused_attention_gradient_matches_finite_differences_over_two_blocks():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_attention_falls_back_to_the_exact_max_when_the_bound_is_loose(dtype):
-    # queries along one axis, keys along another: every score is ~0, but |q| |k| is huge, so
-    # exp(score - bound) underflows to 0 for whole rows and the block must be recomputed
+def test_fused_attention_shifts_by_the_max_when_scores_may_overflow(dtype):
+    # |q| |k| / sqrt(D) = 5e5 is far above the no-shift limit, so the blocks take the max shift;
+    # queries along one axis, keys mostly along another keep the actual scores of order 1
     B, T, H, D = 1, 40, 1, 4
     rng = np.random.default_rng(1)
     q = np.zeros((B, T, D))
@@ -76,6 +76,26 @@ def test_fused_attention_falls_back_to_the_exact_max_when_the_bound_is_loose(dty
     tol = 1e-4 if dtype == np.float32 else 1e-10
     np.testing.assert_allclose(y, y_ref, rtol=tol, atol=tol)
     np.testing.assert_allclose(g, g_ref, rtol=tol, atol=tol * np.abs(g_ref).max())
+
+
+def test_fused_attention_without_shift_is_exact_up_to_the_limit():
+    # scores up to ~40 in float32, just under the limit of 43 where no shift is taken: exp(40)
+    # is 2e17, fine, and the weights must still match float64
+    rng = np.random.default_rng(4)
+    B, T, H, D = 2, 64, 1, 4
+    q = np.zeros((B, T, D))
+    q[..., 0] = 12.6
+    k = np.zeros((B, T, D))
+    k[..., 0] = rng.uniform(-6.3, 6.3, (B, T))
+    v = rng.standard_normal((B, T, D))
+    qkv = np.concatenate([q, k, v], axis=-1).astype(np.float32)
+    bound = 12.6 * np.abs(k[..., 0]).max() / np.sqrt(D)  # |q| max|k| / sqrt(D)
+    assert 35 < bound < fn._exp_limit(np.float32, T)
+    grad = rng.standard_normal((B, T, D)).astype(np.float32)
+    y, g = fused_attention(qkv, H, grad)
+    y_ref, g_ref = reference_attention(qkv.astype(np.float64), H, grad.astype(np.float64))
+    np.testing.assert_allclose(y, y_ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-3, atol=1e-4 * np.abs(g_ref).max())
 
 
 def test_fused_attention_in_float32_is_close_to_float64():

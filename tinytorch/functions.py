@@ -585,26 +585,24 @@ class ScaledDotProductAttention(Function):
 
 
 # The training path of causal self-attention, fused. attention_forward above is the textbook
-# form; this computes the same numbers with far fewer passes over the (B, H, T, T) scores, which
-# are the biggest arrays of a training step:
+# form; this computes the same numbers with fewer passes over the (B, H, T, T) weights, which are
+# the biggest arrays of a training step:
 #
-# 1. Query blocks. Queries t0..t1 see keys 0..t1 only, so each block of _QUERY_BLOCK queries
+# 1. Query blocks. Queries t0..t1-1 see keys 0..t1-1 only, so each block of _QUERY_BLOCK queries
 #    computes scores against that prefix of keys: for 4 blocks, 5/8 of the full T x T square.
 #    Only the block's last square (the diagonal) needs the causal mask.
-# 2. No row max. Softmax is the same whatever constant a row is shifted by; the usual shift is
-#    the row's max score, which costs two more passes. Any upper bound of the row's scores keeps
-#    exp from overflowing, and Cauchy-Schwarz gives one from small arrays:
-#    q_i.k_j / sqrt(D) <= |q_i| max_{j<=i} |k_j| / sqrt(D) =: m_i. The shift rides inside the
-#    score matmul as one extra column: [q_i / sqrt(D), -m_i] . [k_j, 1] = score_ij - m_i.
-#    If the bound is so loose that a row's exps underflow (sum below sqrt(float tiny)), that
-#    block is recomputed with the exact max, so the result never depends on the bound.
-# 3. No normalized weights. The block keeps E = exp(scores - m) and the row sums; y = (E v) / sum.
-#    Backward folds 1/sum into the (B, H, T, D) gradient instead of the T x T weights, and uses
-#    sum_j w_ij (gy_i . v_j) = gy_i . y_i (FlashAttention's trick) for the softmax backward:
-#      grad_scores_ij = w_ij (gy_i . v_j - gy_i . y_i) = E_ij ([gy_i, -gy_i . y_i] / sum_i) . [v_j, 1]
-#    again one matmul with an extra column, then one multiply by E.
-# 4. Outputs and gradients are written by matmul(..., out=view) straight into the (B, T, C) and
-#    packed (B, T, 3C) layouts, so no transposed copies.
+# 2. No max shift, when it is provably not needed. Softmax is the same whatever constant a row
+#    is shifted by; the usual shift by the row's max only keeps exp from overflowing, and costs
+#    two passes over the scores. Cauchy-Schwarz bounds every score of row i from small arrays:
+#    |q_i . k_j| / sqrt(D) <= |q_i| max_{j<=i} |k_j| / sqrt(D) =: m_i. When every m_i of a block
+#    is below _exp_limit (43 in float32), exp(score) lies in [e^-43, e^43]: no overflow, and no
+#    underflow that could lose precision. Only a block with a larger bound pays for the max.
+# 3. Softmax backward with one (B, H, T) vector: sum_j w_ij (gy_i . v_j) = gy_i . y_i
+#    (FlashAttention's trick), computed from the (B, T, C) arrays where it is one contiguous pass.
+# 4. No transposed copies: q, k, v stay views of the packed qkv (BLAS takes strided matrices),
+#    and matmul(..., out=view) writes y and the gradients straight into the (B, T, C) and packed
+#    (B, T, 3C) layouts. Elementwise work on (B, H, T, D) views would be slow (numpy loops over
+#    rows of D numbers), so the little of it there is (the scale, the norms) happens in (B, T, C).
 _QUERY_BLOCK = 32
 
 
@@ -612,68 +610,74 @@ def _query_blocks(T: int) -> list:
     return [(start, min(start + _QUERY_BLOCK, T)) for start in range(0, T, _QUERY_BLOCK)]
 
 
-def _with_column(x: np.ndarray, column) -> np.ndarray:
-    """(..., T, D) and a (..., T) array or a number -> a new (..., T, D + 1) array [x | column]."""
-    out = np.empty(x.shape[:-1] + (x.shape[-1] + 1,), dtype=x.dtype)
-    out[..., :-1] = x
-    out[..., -1] = column
-    return out
+@lru_cache(maxsize=64)
+def _exp_limit(dtype, T: int) -> float:
+    """The largest |score| for which exp(score) needs no shift: exp(+-limit) and T times exp(limit)
+    are finite, and exp(-limit) >= sqrt(tiny), far from underflow."""
+    info = np.finfo(dtype)
+    return min(-0.5 * math.log(info.tiny), math.log(info.max) - math.log(T) - 1.0)
 
 
-def causal_attention_forward(q, k, v, y):
-    """Causal softmax(q k^T / sqrt(D)) v for q, k, v (B, H, T, D) (views are fine), written into
-    y (B, H, T, D) (a view of the (B, T, C) output). Returns what backward needs."""
-    D, T = q.shape[-1], q.shape[-2]
-    scale = 1.0 / math.sqrt(D)
-    qs = q * scale  # (B, H, T, D)
-    # m_i = |q_i / sqrt(D)| * max_{j<=i} |k_j|, an upper bound of row i's scores (see above)
-    q_norm = np.sqrt(_row_sum(qs * qs))  # (B, H, T)
-    k_norm = np.sqrt(_row_sum(k * k))
-    np.maximum.accumulate(k_norm, axis=-1, out=k_norm)
-    q_aug = _with_column(qs, -(q_norm * k_norm))  # [q / sqrt(D), -m]   (B, H, T, D + 1)
-    k_aug = _with_column(k, 1.0)  # [k, 1]   (B, H, T, D + 1)
-    tiny = math.sqrt(np.finfo(q.dtype).tiny)
-    exps, sums = [], np.empty(q.shape[:-1], dtype=q.dtype)  # sums: (B, H, T)
+def _heads(x: np.ndarray, n_head: int) -> np.ndarray:
+    """(B, T, C) -> (B, H, T, D), a view."""
+    B, T, C = x.shape
+    return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
+
+
+def causal_attention_forward(qkv: np.ndarray, n_head: int):
+    """Causal multi-head attention of the packed qkv (B, T, 3C) -> (y (B, T, C), weight blocks)."""
+    B, T, C3 = qkv.shape
+    C, H = C3 // 3, n_head
+    D = C // H
+    q_scaled = qkv[:, :, :C] * (1.0 / math.sqrt(D))  # (B, T, C), contiguous
+    k_packed = qkv[:, :, C:2 * C]
+    # the bound m_i = |q_i / sqrt(D)| max_{j<=i} |k_j| of row i's scores (see 2. above)
+    q_norm = np.sqrt(_row_sum((q_scaled * q_scaled).reshape(B, T, H, D)))  # (B, T, H)
+    k_norm = np.sqrt(_row_sum((k_packed * k_packed).reshape(B, T, H, D)))
+    np.maximum.accumulate(k_norm, axis=1, out=k_norm)  # the largest |k_j| so far
+    bound = (q_norm * k_norm).transpose(0, 2, 1)  # (B, H, T)
+    limit = _exp_limit(qkv.dtype, T)
+    q, k, v = _heads(q_scaled, H), _heads(k_packed, H), _heads(qkv[:, :, 2 * C:], H)  # (B, H, T, D)
+    y = np.empty((B, T, C), dtype=qkv.dtype)
+    y_heads = _heads(y, H)
+    weights = []
     for t0, t1 in _query_blocks(T):
-        # the block's queries against keys 0..t1-1: scores minus the bound, (B, H, t1 - t0, t1)
-        e = np.matmul(q_aug[:, :, t0:t1], k_aug[:, :, :t1].swapaxes(-1, -2))
-        e[..., t0:] += _causal_bias(t1 - t0, t1 - t0, e.dtype)  # the diagonal square: -inf after i
-        total = _row_sum(np.exp(e, out=e))  # (B, H, t1 - t0)
-        if total.min() < tiny:  # rare: the bound was too loose for some row; shift by the max
-            e = np.matmul(qs[:, :, t0:t1], k[:, :, :t1].swapaxes(-1, -2))  # plain scores
-            e[..., t0:] += _causal_bias(t1 - t0, t1 - t0, e.dtype)
-            e -= e.max(axis=-1, keepdims=True)
-            total = _row_sum(np.exp(e, out=e))
-        sums[:, :, t0:t1] = total
-        y_block = y[:, :, t0:t1]
-        np.matmul(e, v[:, :, :t1], out=y_block)  # unnormalized
-        y_block /= total[..., None]
-        exps.append(e)
-    return q_aug, k_aug, exps, sums
+        # queries t0..t1-1 against keys 0..t1-1: scores, then softmax weights, (B, H, t1 - t0, t1)
+        w = np.matmul(q[:, :, t0:t1], k[:, :, :t1].swapaxes(-1, -2))
+        w[..., t0:] += _causal_bias(t1 - t0, t1 - t0, w.dtype)  # the diagonal square: -inf after i
+        if bound[:, :, t0:t1].max() > limit:  # rare: scores this large need the usual shift
+            w -= w.max(axis=-1, keepdims=True)
+        np.exp(w, out=w)
+        w *= (1.0 / _row_sum(w))[..., None]
+        np.matmul(w, v[:, :, :t1], out=y_heads[:, :, t0:t1])  # (B, H, t1 - t0, D) into y
+        weights.append(w)
+    return y, q_scaled, weights
 
 
-def causal_attention_backward(q_aug, k_aug, v, exps, sums, y, grad_y, grad_q, grad_k, grad_v):
-    """Gradients of causal_attention_forward, written into grad_q, grad_k, grad_v (B, H, T, D)
-    (views of the packed (B, T, 3C) gradient). y, grad_y: (B, H, T, D)."""
-    D, T = v.shape[-1], v.shape[-2]
-    inv_sum = 1.0 / sums  # (B, H, T)
-    gy = grad_y * inv_sum[..., None]  # (B, H, T, D): the gradient through 1 / sum, folded in
-    delta = _row_sum(gy * y)  # gy_i . y_i / sum_i
-    gy_aug = _with_column(gy, -delta)  # [gy / sum, -gy . y / sum]   (B, H, T, D + 1)
-    v_aug = _with_column(v, 1.0)  # [v, 1]
-    q_scaled, k = q_aug[..., :D], k_aug[..., :D]  # q / sqrt(D) and k, views
-    blocks = _query_blocks(T)
-    for (t0, t1), e in reversed(list(zip(blocks, exps))):  # the last block sees every key
-        grad_s = np.matmul(gy_aug[:, :, t0:t1], v_aug[:, :, :t1].swapaxes(-1, -2))
-        grad_s *= e  # d loss / d (scores / sqrt(D))   (B, H, t1 - t0, t1)
-        np.matmul(grad_s, k[:, :, :t1], out=grad_q[:, :, t0:t1])
-        if t1 == T:  # first (largest) block: write; the others add to the keys they saw
-            np.matmul(grad_s.swapaxes(-1, -2), q_scaled[:, :, t0:t1], out=grad_k)
-            np.matmul(e.swapaxes(-1, -2), gy[:, :, t0:t1], out=grad_v)
+def causal_attention_backward(qkv, q_scaled, weights, y, grad, n_head: int) -> np.ndarray:
+    """Gradient of causal_attention_forward: grad (B, T, C) -> grad_qkv (B, T, 3C)."""
+    B, T, C = grad.shape
+    H = n_head
+    D = C // H
+    # delta_i = gy_i . y_i, per head: the softmax backward's row term (see 3. above)
+    delta = _row_sum((grad * y).reshape(B, T, H, D)).transpose(0, 2, 1)  # (B, H, T)
+    k_scaled = _heads(qkv[:, :, C:2 * C] * (1.0 / math.sqrt(D)), H)  # for grad_q: the scale folded in
+    q, v, grad_y = _heads(q_scaled, H), _heads(qkv[:, :, 2 * C:], H), _heads(grad, H)
+    grad_qkv = np.empty((B, T, 3, H, D), dtype=grad.dtype)  # packed like qkv
+    grad_q, grad_k, grad_v = grad_qkv.transpose(2, 0, 3, 1, 4)  # (B, H, T, D) views
+    for (t0, t1), w in reversed(list(zip(_query_blocks(T), weights))):  # the last block sees every key
+        # d loss / d scores = w * (gy . v_j - delta), (B, H, t1 - t0, t1)
+        grad_s = np.matmul(grad_y[:, :, t0:t1], v[:, :, :t1].swapaxes(-1, -2))
+        grad_s -= delta[:, :, t0:t1, None]
+        grad_s *= w
+        np.matmul(grad_s, k_scaled[:, :, :t1], out=grad_q[:, :, t0:t1])
+        if t1 == T:  # the first block handled writes; the others add to the keys they saw
+            np.matmul(grad_s.swapaxes(-1, -2), q[:, :, t0:t1], out=grad_k)
+            np.matmul(w.swapaxes(-1, -2), grad_y[:, :, t0:t1], out=grad_v)
         else:
-            grad_k[:, :, :t1] += np.matmul(grad_s.swapaxes(-1, -2), q_scaled[:, :, t0:t1])
-            grad_v[:, :, :t1] += np.matmul(e.swapaxes(-1, -2), gy[:, :, t0:t1])
-    grad_q *= 1.0 / math.sqrt(D)
+            grad_k[:, :, :t1] += np.matmul(grad_s.swapaxes(-1, -2), q[:, :, t0:t1])
+            grad_v[:, :, :t1] += np.matmul(w.swapaxes(-1, -2), grad_y[:, :, t0:t1])
+    return grad_qkv.reshape(B, T, 3 * C)
 
 
 class CausalSelfAttention(Function):
@@ -689,27 +693,19 @@ class CausalSelfAttention(Function):
     def forward(ctx, qkv, n_head, cache=None):
         B, T, C3 = qkv.shape
         C = C3 // 3
-        H, D = n_head, C // n_head
-        q, k, v = qkv.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # 3 x (B, H, T, D), views
         ctx.has_cache = cache is not None
         if cache is not None:
+            q, k, v = qkv.reshape(B, T, 3, n_head, C // n_head).transpose(2, 0, 3, 1, 4)  # (B, H, T, D)
             k, v = cache.append(k, v)  # (B, H, T_past + T, D)
             y, _ = attention_forward(q, k, v, causal=True)
             return y.transpose(0, 2, 1, 3).reshape(B, T, C)
-        y = np.empty((B, T, H, D), dtype=qkv.dtype)  # the output layout; heads side by side
-        y_heads = y.transpose(0, 2, 1, 3)  # (B, H, T, D) view of it
-        saved = causal_attention_forward(q, k, v, y_heads)
-        ctx.save_for_backward(v, y_heads, *saved)
-        return y.reshape(B, T, C)
+        y, q_scaled, weights = causal_attention_forward(qkv, n_head)
+        ctx.save_for_backward(qkv, q_scaled, weights, y)
+        ctx.n_head = n_head
+        return y
 
     @staticmethod
     def backward(ctx, grad):
         if ctx.has_cache:
             raise RuntimeError("attention over a KV cache is for generation only; it has no backward")
-        v, y_heads, q_aug, k_aug, exps, sums = ctx.saved
-        B, H, T, D = v.shape
-        grad_y = grad.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # (B, H, T, D) view
-        grad_qkv = np.empty((B, T, 3, H, D), dtype=grad.dtype)  # packed like qkv
-        grad_q, grad_k, grad_v = grad_qkv.transpose(2, 0, 3, 1, 4)  # views, filled in place
-        causal_attention_backward(q_aug, k_aug, v, exps, sums, y_heads, grad_y, grad_q, grad_k, grad_v)
-        return grad_qkv.reshape(B, T, 3 * H * D), None
+        return causal_attention_backward(*ctx.saved, grad, ctx.n_head), None
