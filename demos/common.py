@@ -99,19 +99,33 @@ class ModelStore:
         self.capacity = capacity
         self.extra_files = extra_files
         self._models: OrderedDict[str, Loaded] = OrderedDict()
-        self._lock = threading.Lock()  # one load at a time; loads are rare and short
+        self._lock = threading.Lock()  # guards the two dicts, never held while loading
+        self._loading: dict[str, threading.Lock] = {}  # one lock per checkpoint being loaded
 
     def get(self, source: str, offered=()) -> Loaded:
-        """The loaded checkpoint; `offered`: the names and folders the app lists (see check_source)."""
+        """The loaded checkpoint; `offered`: the names and folders the app lists (see check_source).
+
+        A slow load (a Hub download can take half a minute to time out) holds up only the
+        sessions that asked for that checkpoint, not everyone else's."""
         location = check_source(source, offered)
         with self._lock:
             if location in self._models:
                 self._models.move_to_end(location)
                 return self._models[location]
-            loaded = self._load(source.strip(), location)
-            self._models[location] = loaded
-            while len(self._models) > self.capacity:
-                self._models.popitem(last=False)
+            loading = self._loading.setdefault(location, threading.Lock())
+        with loading:
+            with self._lock:
+                if location in self._models:  # loaded by whoever held `loading` before us
+                    return self._models[location]
+            try:
+                loaded = self._load(source.strip(), location)
+                with self._lock:
+                    self._models[location] = loaded
+                    while len(self._models) > self.capacity:
+                        self._models.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._loading.pop(location, None)
             return loaded
 
     def _load(self, source: str, location: str) -> Loaded:
@@ -143,13 +157,15 @@ def check_source(source, offered=()) -> str:
     source = source.strip()
     if len(source) > 200:
         raise DemoError("That is too long to be a checkpoint name or a Hub repo id.")
-    if source in offered:
-        folder = shipped(source)  # a shipped name, or (joined to an absolute path) the path itself
-        if folder.is_dir():
-            return str(folder)
-        if "/" not in source or Path(source).is_absolute() or source.startswith("."):
-            raise DemoError(f"The checkpoint {source!r} is not here ({folder} is missing). Create it with "
-                            f"`python -m pretrain {folder.name}`, or load a Hub repo id.")
+    if source in offered:  # trusted: the shipped names, or what the instructor passed on the command line
+        for folder in (shipped(source), Path(source).expanduser()):
+            if folder.is_dir():
+                return str(folder)
+        if "/" not in source:
+            raise DemoError(f"The checkpoint {source!r} is not here ({shipped(source)} is missing). Create it "
+                            f"with `python -m pretrain {source}`, or load a Hub repo id.")
+        if not checkpoint.is_repo_id(source):
+            raise DemoError(f"{source!r}: no such checkpoint folder.")
         return source
     if not checkpoint.is_repo_id(source) or Path(source).exists():
         choices = ", ".join(repr(o) for o in offered) or "none"

@@ -77,10 +77,10 @@ def curve_frame(curve) -> pd.DataFrame | None:
         return None
     steps = [s for s, _ in curve]
     losses = np.array([l for _, l in curve], dtype=float)
-    smooth, average = [], None
-    for value in losses:
-        average = value if average is None else 0.9 * average + 0.1 * value
-        smooth.append(average)
+    smooth, average = [], 0.0
+    for t, value in enumerate(losses, start=1):
+        average = 0.8 * average + 0.2 * value
+        smooth.append(average / (1 - 0.8**t))  # bias-corrected, as Adam does: no drag from a zero start
     return pd.DataFrame({
         "step": steps * 2,
         "loss": list(losses) + smooth,
@@ -131,8 +131,8 @@ class Copilot:
     # ------------------------------------------------------------------ 2. generate
     def sampling(self, max_new_tokens, temperature, top_k, top_p, seed, vocab_size: int) -> dict:
         return {
-            "max_new_tokens": as_int(max_new_tokens, "Max new characters", 1, 1000),
-            "temperature": as_float(temperature, "Temperature", 0.0, 5.0, " Use 0 for the most likely character."),
+            "max_new_tokens": as_int(max_new_tokens, "Max new characters", 1, 400),
+            "temperature": as_float(temperature, "Temperature", 0.0, 2.0, " Use 0 for the most likely character."),
             "top_k": as_int(top_k, "Top-k", 0, vocab_size) or None,  # 0 = off
             "top_p": as_float(top_p, "Top-p", 0.01, 1.0) if top_p not in (None, "") else None,
             "seed": as_int(seed, "Seed", 0, 2**31 - 1),
@@ -211,11 +211,10 @@ class Copilot:
         yield (views.progress(done.step, steps, done.loss, done.elapsed, 0.0, (note + " " if note else "") + summary,
                               done=True), curve_frame(session.curve), session)
 
-    def stop(self, session=None):
+    def stop(self, session=None) -> None:
         """Ask this session's running fine-tune to stop after its current step."""
         if isinstance(session, CopilotSession):
             session.stop.set()
-        return session
 
     # ------------------------------------------------------------------ 4. compare
     def compare(self, prompts="", max_new_tokens=MAX_NEW, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,

@@ -74,9 +74,11 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
                 start = gr.Button("Start fine-tuning", variant="primary", scale=2)
                 stop = gr.Button("Stop", variant="stop", scale=1)
             status = gr.HTML(views.status("Press Start: 100 steps take a few seconds."))
-            curve = gr.LinePlot(None, x="step", y="loss", color="series", height=240,
+            # No legend (at a fixed height gradio clips it): the label says which line is which.
+            curve = gr.LinePlot(None, x="step", y="loss", color="series", height=250, colors_in_legend=[],
                                 color_map={"batch loss": "#86efac", "running average": "#16a34a"},
-                                x_title="step", y_title="loss (nats per character)", label="Training loss")
+                                x_title="step", y_title="loss (nats per character)",
+                                label="Training loss: each batch (light), running average (dark)")
 
     heading("4", "Compare before and after",
             "The same prompts, seed and settings for the pretrained model and yours. Prompts are "
@@ -94,7 +96,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
         with gr.Column(scale=1):
             download = gr.Button("Save my fine-tuned model (.zip)")
             reset = gr.Button("Reset to the pretrained weights", variant="stop")
-        saved = gr.File(label="Fine-tuned checkpoint", height=110, scale=2)
+        saved = gr.File(label="Fine-tuned checkpoint", scale=2, visible=False)
 
     heading("6", "Look inside", "What the model attends to over the prompt of step 2, and what it "
                                 "would type next.")
@@ -117,9 +119,9 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
         return (app.card(current), current, gr.Slider(maximum=config.n_layer - 1, value=0),
                 gr.Slider(maximum=config.n_head - 1, value=0))
 
-    demo.load(on_open, [session], [card, session, layer, head], api_visibility="private")
+    demo.load(friendly(on_open), [session], [card, session, layer, head], api_visibility="private")
     load.click(friendly(app.load), [source, session], [card, session], api_name="load").then(
-        on_open, [session], [card, session, layer, head], api_visibility="private")
+        friendly(on_open), [session], [card, session, layer, head], api_visibility="private")
 
     sampling = [max_new, temperature, top_k, top_p, seed]
     generate.click(friendly(app.generate), [prompt, *sampling, session], [written, details, session],
@@ -151,6 +153,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     compare.click(friendly(app.compare), [prompts, *sampling, session], [comparison, comparison_details],
                   api_name="compare")
     reset.click(friendly(app.reset), [session], [status, curve, session], api_name="reset")
-    download.click(friendly(app.download), [session], [saved], api_name="download")
+    download.click(friendly(app.download), [session], [saved], api_name="download").success(
+        lambda: gr.File(visible=True), None, [saved], api_visibility="private")
     look.click(friendly(app.attention), [prompt, layer, head, session], [attention, probabilities],
                api_name="attention")

@@ -228,7 +228,6 @@ class Level1:
             status = views.status("Stopped before the first step. " + summary, "warn")
         yield status, curve_frame(session.curve), results_view(results), accuracy_html(results, session.origin), session
 
-    def stop(self, session=None):
+    def stop(self, session=None) -> None:
         if isinstance(session, Level1Session):
             session.stop.set()
-        return session

@@ -35,7 +35,7 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
                 stop = gr.Button("Stop", variant="stop", scale=1)
             status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."))
             curve = gr.LinePlot(None, x="step", y="loss", color="series", height=220, y_title="loss (nats)",
-                                label="Training loss", color_map={"loss": "#16a34a"})
+                                label="Training loss", color_map={"loss": "#16a34a"}, colors_in_legend=[])
         with gr.Column(scale=3):
             heading("3", "Evaluate", "The model's answer to each input, typed greedily.")
             evaluate = gr.Button("Evaluate", variant="primary")
@@ -49,7 +49,7 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
         except DemoError as err:
             return f"{err}", current
 
-    demo.load(on_open, [session], [card, session], api_visibility="private")
+    demo.load(friendly(on_open), [session], [card, session], api_visibility="private")
     evaluate.click(friendly(app.evaluate), [table, session], [results, accuracy, session], api_name="evaluate")
     train.click(friendly(app.train), [table, start, steps, lr, seed, session],
                 [status, curve, results, accuracy, session], api_name="train",

@@ -63,6 +63,8 @@ def copilot_walkthrough(page, url: str, steps: int | None = None) -> None:
     visible(page, "Done: step")
     page.get_by_role("button", name="Compare", exact=True).click()
     visible(page, "Your own names completed")
+    page.get_by_role("button", name="Save my fine-tuned model (.zip)").click()
+    visible(page, "copilot-finetuned.zip")
     page.get_by_role("button", name="Show attention").click()
     visible(page, "Each row is a character")
     page.wait_for_timeout(800)  # let the plot finish drawing
@@ -81,6 +83,7 @@ def level1_walkthrough(page, url: str) -> None:
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="docs", help="folder for copilot.png and level1.png")
+    parser.add_argument("--copilot", help="the Copilot checkpoint to show (default: the shipped one)")
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from .app import build_app
@@ -88,7 +91,7 @@ def main(argv=None) -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    demo = build_app()
+    demo = build_app(copilot_checkpoints=[args.copilot] if args.copilot else None)
     _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
                             quiet=True, **launch_kwargs())
     try:

@@ -435,3 +435,26 @@ def test_shipped_level1_knows_its_pairs():
     app = Level1()
     _, accuracy, _ = app.evaluate(app.default_table())
     assert "12/12 correct" in accuracy
+
+
+def test_a_slow_load_holds_up_only_those_waiting_for_it(folders, monkeypatch):
+    store = common.ModelStore()
+    store.get(folders["copilot"], [folders["copilot"]])
+    real, release = store._load, threading.Event()
+
+    def slow(source, location):
+        if location == folders["other"]:
+            release.wait(10)  # a Hub download taking its time
+        return real(source, location)
+
+    monkeypatch.setattr(store, "_load", slow)
+    waiting = [threading.Thread(target=store.get, args=(folders["other"], [folders["other"]])) for _ in range(2)]
+    for t in waiting:
+        t.start()
+    start = time.perf_counter()
+    assert store.get(folders["copilot"], [folders["copilot"]]).model is not None  # not blocked
+    assert time.perf_counter() - start < 1
+    release.set()
+    for t in waiting:
+        t.join()
+    assert store.get(folders["other"], [folders["other"]]) is store._models[folders["other"]]

@@ -4,6 +4,7 @@ never see each other's weights, and bad input answered with a message while the 
 """
 
 import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ gradio_client = pytest.importorskip("gradio_client", reason="gradio_client not i
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+from demos import training  # noqa: E402
 from demos.app import build_app  # noqa: E402
 from demos.common import examples  # noqa: E402
 from demos.copilot import CopilotSession  # noqa: E402
@@ -163,3 +165,25 @@ def test_level1_evaluate_and_train(served, client):
     assert session_of(demo, client, Level1Session).origin.endswith("then 100 steps")
     with pytest.raises(AppError, match="Row 1"):
         client.predict({"headers": ["input", "output"], "data": [["AB", "CD"]]}, api_name="/evaluate")
+
+
+def test_stop_ends_a_streaming_finetune_and_keeps_its_steps(served, client, monkeypatch):
+    demo, _ = served
+    real_step = training.train_step
+
+    def slow_step(*args, **kwargs):  # 300 steps of a tiny model would end before Stop arrives
+        time.sleep(0.02)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(training, "train_step", slow_step)
+    job = client.submit(PANTRY, 300, 3e-3, 4, api_name="/finetune")
+    for update in job:
+        if "Training: step" in update[0]:
+            client.predict(api_name="/stop")
+            break
+    deadline = time.monotonic() + 20
+    while not job.done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    status, _ = job.outputs()[-1]
+    steps = session_of(demo, client).steps_trained
+    assert "Stopped at step" in status and 0 < steps < 300
