@@ -217,3 +217,45 @@ def test_tune_malloc_is_safe_to_call_twice():
     if sys.platform.startswith("linux") and first:
         assert memory.malloc_settings()["mmap_threshold"] == memory.DEFAULT_MMAP_THRESHOLD
     assert memory.rss_bytes() >= 0 and memory.peak_rss_bytes() >= 0
+
+
+# ----------------------------------------------------------------------------- generation
+@pytest.mark.parametrize("dtype, tol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+def test_decoder_logits_equal_the_full_forward_pass(rng, dtype, tol):
+    from tinytorch.generate import Decoder
+
+    model = tiny_gpt(dtype, seed=5).eval()
+    ids = rng.integers(0, 11, (1, 8))
+    full = model(ids).data[0]  # (8, V)
+    for primed in (0, 3):  # from an empty cache, and after the module path filled 3 positions
+        cache = model.new_cache()
+        with tinytorch.no_grad():
+            steps = [model(ids[:, :primed], cache).data[0]] if primed else []
+        decoder = Decoder(model)
+        steps += [decoder.logits(int(ids[0, t]), cache)[None] for t in range(primed, 8)]
+        got = np.concatenate(steps)
+        np.testing.assert_allclose(got, full, rtol=tol, atol=tol * np.abs(full).max())
+        assert cache.length == 8
+        with pytest.raises(ValueError, match="holds 8 positions"):
+            decoder.logits(1, cache)
+
+
+def test_generation_follows_the_documented_window_policy(rng):
+    """Greedy decoding against an independent loop: the context is ids[start:], and when it would
+    exceed the window it restarts from the last refill_keep(window) ids."""
+    from tinytorch.generate import refill_keep
+
+    model = tiny_gpt(n_positions=8)
+    assert refill_keep(8) == 6 and refill_keep(64) == 48 and refill_keep(128) == 96 and refill_keep(1) == 1
+    for prompt_len in (2, 8, 11):
+        prompt = [int(i) for i in rng.integers(0, 11, prompt_len)]
+        ids, start, lengths = list(prompt), max(0, prompt_len - 8), []
+        for _ in range(25):
+            if len(ids) - start > 8:
+                start = len(ids) - refill_keep(8)
+            lengths.append(len(ids) - start)
+            ids.append(int(np.argmax(model(np.array([ids[start:]])).data[0, -1])))
+        full = lengths.index(8)  # once the window has filled, the context never drops below 3/4 of it
+        assert max(lengths) == 8 and min(lengths[full:]) == 6
+        assert model.generate(prompt, 25, temperature=0.0, use_cache=True) == ids
+        assert model.generate(prompt, 25, temperature=0.0, use_cache=False) == ids
