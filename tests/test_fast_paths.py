@@ -259,3 +259,15 @@ def test_generation_follows_the_documented_window_policy(rng):
         assert max(lengths) == 8 and min(lengths[full:]) == 6
         assert model.generate(prompt, 25, temperature=0.0, use_cache=True) == ids
         assert model.generate(prompt, 25, temperature=0.0, use_cache=False) == ids
+
+
+def test_sample_draws_exactly_what_generator_choice_draws():
+    from tinytorch.generate import sample
+
+    rng = np.random.default_rng(0)
+    ours, theirs = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(500):
+        probs = rng.random(98) ** 6
+        probs[rng.integers(0, 98, 30)] = 0.0
+        probs /= probs.sum()
+        assert sample(ours, probs) == theirs.choice(98, p=probs)
