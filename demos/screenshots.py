@@ -64,7 +64,7 @@ def copilot_walkthrough(page, url: str, steps: int | None = None) -> None:
     page.get_by_role("button", name="Compare", exact=True).click()
     visible(page, "Your own names completed")
     page.get_by_role("button", name="Save my fine-tuned model (.zip)").click()
-    visible(page, "copilot-finetuned.zip")
+    visible(page, "copilot-finetuned")  # the zip, ready to download
     page.get_by_role("button", name="Show attention").click()
     visible(page, "Each row is a character")
     page.wait_for_timeout(800)  # let the plot finish drawing
