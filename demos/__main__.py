@@ -34,8 +34,12 @@ def main(argv=None) -> None:
     level1_checkpoint = args.checkpoint if args.checkpoint and args.demo == "level1" else None
     demo = build_app(tabs, copilot_checkpoints, level1_checkpoint)
     # never share=True: a classroom demo stays on this machine unless --host says otherwise
-    _, url, _ = demo.launch(server_name=args.host, server_port=args.port, share=False,
-                            prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    try:
+        _, url, _ = demo.launch(server_name=args.host, server_port=args.port, share=False,
+                                prevent_thread_lock=True, quiet=True, **launch_kwargs())
+    except OSError as err:
+        raise SystemExit(f"Cannot serve on {args.host}:{args.port} ({err}). Is another demo running? "
+                         f"Try --port {args.port + 1}.") from None
     print(f"tinytorch {args.demo} demo running at {url}  (Ctrl+C to stop)", flush=True)
     try:
         demo.block_thread()

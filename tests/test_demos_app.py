@@ -187,3 +187,30 @@ def test_stop_ends_a_streaming_finetune_and_keeps_its_steps(served, client, monk
     status, _ = job.outputs()[-1]
     steps = session_of(demo, client).steps_trained
     assert "Stopped at step" in status and 0 < steps < 300
+
+
+def test_python_m_demos_binds_127_0_0_1_never_shares_and_prints_the_url(monkeypatch, capsys):
+    import demos.__main__ as cli
+    import demos.app
+
+    launched = {}
+
+    class FakeDemo:
+        def launch(self, **kwargs):
+            launched.update(kwargs)
+            return None, f"http://{kwargs['server_name']}:{kwargs['server_port']}/", None
+
+        def block_thread(self):
+            raise KeyboardInterrupt  # Ctrl+C
+
+        def close(self):
+            launched["closed"] = True
+
+    built = []
+    monkeypatch.setattr(demos.app, "build_app", lambda *args: built.append(args) or FakeDemo())
+    cli.main(["level1", "--checkpoint", "my/level1-repo", "--port", "7999"])
+    assert launched["server_name"] == "127.0.0.1" and launched["share"] is False and launched["closed"]
+    assert built == [(("level1",), None, "my/level1-repo")]
+    assert "http://127.0.0.1:7999/" in capsys.readouterr().out
+    cli.main(["copilot", "--checkpoint", "me/copilot", "--host", "0.0.0.0"])
+    assert launched["server_name"] == "0.0.0.0" and built[-1][1][0] == "me/copilot"
