@@ -155,6 +155,15 @@ def _fsync_tree(folder: Path) -> None:
                 os.fsync(handle.fileno())
 
 
+def _make_readable(folder: Path) -> None:
+    """mkdtemp makes a private (0700) folder; a saved checkpoint is an ordinary one, readable by
+    others as the umask allows, like any folder the user makes."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in [folder, *folder.rglob("*")]:
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
+
+
 def replace_folder(directory, write) -> None:
     """Call write(temporary_folder), then move the folder into place as `directory`.
 
@@ -167,6 +176,7 @@ def replace_folder(directory, write) -> None:
     try:
         write(tmp)
         _fsync_tree(tmp)
+        _make_readable(tmp)
         if directory.exists():
             # Two renames: a crash between them leaves the old folder whole under .NAME.old-*.
             old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
