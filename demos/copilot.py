@@ -33,7 +33,7 @@ STEPS, STEPS_RANGE = 100, (10, 300)
 LR, LR_RANGE = 3e-3, (1e-5, 0.1)
 BATCH, BATCH_RANGE = 8, (1, 64)
 CONTEXT = 64  # characters per training window: an identifier and the line or two before it
-MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED = 80, 0.0, 0, 1.0, 0
+MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED = 60, 0.0, 0, 1.0, 0
 MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
 

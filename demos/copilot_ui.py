@@ -74,8 +74,8 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
                 start = gr.Button("Start fine-tuning", variant="primary", scale=2)
                 stop = gr.Button("Stop", variant="stop", scale=1)
             status = gr.HTML(views.status("Press Start: 100 steps take a few seconds."))
-            # No legend (at a fixed height gradio clips it): the label says which line is which.
-            curve = gr.LinePlot(None, x="step", y="loss", color="series", height=250, colors_in_legend=[],
+            # No legend (gradio 6.31 clips it at the bottom): the label says which line is which.
+            curve = gr.LinePlot(None, x="step", y="loss", color="series", colors_in_legend=[],
                                 color_map={"batch loss": "#86efac", "running average": "#16a34a"},
                                 x_title="step", y_title="loss (nats per character)",
                                 label="Training loss: each batch (light), running average (dark)")

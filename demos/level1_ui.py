@@ -34,7 +34,7 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
                 train = gr.Button("Train", variant="primary", scale=2)
                 stop = gr.Button("Stop", variant="stop", scale=1)
             status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."))
-            curve = gr.LinePlot(None, x="step", y="loss", color="series", height=220, y_title="loss (nats)",
+            curve = gr.LinePlot(None, x="step", y="loss", color="series", y_title="loss (nats)",
                                 label="Training loss", color_map={"loss": "#16a34a"}, colors_in_legend=[])
         with gr.Column(scale=3):
             heading("3", "Evaluate", "The model's answer to each input, typed greedily.")

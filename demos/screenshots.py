@@ -56,9 +56,7 @@ def copilot_walkthrough(page, url: str, steps: int | None = None) -> None:
     page.get_by_role("button", name="Generate", exact=True).click()
     visible(page, "written by the model")
     if steps is not None:
-        box = page.get_by_label("number input for Steps")
-        box.fill(str(steps))
-        box.press("Enter")
+        set_steps(page, steps)
     page.get_by_role("button", name="Start fine-tuning").click()
     visible(page, "Done: step")
     page.get_by_role("button", name="Compare", exact=True).click()
@@ -70,11 +68,20 @@ def copilot_walkthrough(page, url: str, steps: int | None = None) -> None:
     page.wait_for_timeout(800)  # let the plot finish drawing
 
 
-def level1_walkthrough(page, url: str) -> None:
+def set_steps(page, steps: int) -> None:
+    box = page.locator("input[aria-label='number input for Steps'] >> visible=true")
+    box.fill(str(steps))
+    box.press("Enter")
+
+
+def level1_walkthrough(page, url: str, steps: int | None = None) -> None:
+    """Evaluate, then train from random weights (50 steps leave a few pairs wrong: both colours show)."""
     page.goto(url)
     page.get_by_role("tab", name="Level 1").click()
     page.get_by_role("button", name="Evaluate", exact=True).click()
     visible(page, "correct")
+    if steps is not None:
+        set_steps(page, steps)
     page.get_by_role("button", name="Train", exact=True).click()
     visible(page, "Done: step")
     page.wait_for_timeout(800)
@@ -98,7 +105,7 @@ def main(argv=None) -> None:
         with browser_page() as page:
             copilot_walkthrough(page, url)
             page.screenshot(path=str(out / "copilot.png"), full_page=True)
-            level1_walkthrough(page, url)
+            level1_walkthrough(page, url, steps=50)
             page.screenshot(path=str(out / "level1.png"), full_page=True)
     finally:
         demo.close()
