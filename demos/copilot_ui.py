@@ -148,7 +148,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
 
     start.click(friendly(app.finetune), [text, steps, lr, batch, session], [status, curve, session],
                 api_name="finetune", concurrency_limit=FINETUNES, concurrency_id="finetune",
-                show_progress="minimal")
+                show_progress="full", show_progress_on=[status])  # the queue place shows there
     stop.click(app.stop, [session], None, api_name="stop", queue=False)
     compare.click(friendly(app.compare), [prompts, *sampling, session], [comparison, comparison_details],
                   api_name="compare")

@@ -7,18 +7,20 @@ weights) streams the loss curve and evaluates at the end. Each session trains it
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import tinytorch
-from pretrain.tasks import DEFAULT_TASKS, SEPARATOR, evaluate_tasks, parse_pair, parse_tasks, task_batch, \
+from pretrain.tasks import DEFAULT_TASKS, SEPARATOR, evaluate_tasks, parse_pair, read_tasks, task_batch, \
     task_tokenizer
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.training import DivergenceError
 
 from . import training, views
-from .common import COMPUTE, DemoError, ModelStore, as_float, as_int, clone, parameter_count, shipped
+from .common import COMPUTE, DemoError, ModelStore, as_float, as_int, check_source, clone, parameter_count, \
+    shipped
 
 CHECKPOINT = "level1"
 FROM_CHECKPOINT, FROM_SCRATCH = "the Level 1 checkpoint", "random weights (from scratch)"
@@ -85,14 +87,12 @@ class Level1:
             return False
 
     def default_pairs(self) -> list[tuple[str, str]]:
-        """The checkpoint's tasks.txt, or pretrain's default dozen."""
+        """The checkpoint's tasks.txt, or pretrain's default dozen. Reads only that file (when the
+        checkpoint is a local folder): the UI calls this while it is built, before anyone visits."""
         try:
-            text = self.store.get(self.checkpoint, [self.checkpoint]).files.get("tasks.txt")
-            if text:
-                return parse_tasks(text)
+            return read_tasks(Path(check_source(self.checkpoint, [self.checkpoint])) / "tasks.txt")
         except (DemoError, ValueError):
-            pass
-        return list(DEFAULT_TASKS)
+            return list(DEFAULT_TASKS)
 
     def default_table(self) -> pd.DataFrame:
         pairs = self.default_pairs()

@@ -53,5 +53,6 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
     evaluate.click(friendly(app.evaluate), [table, session], [results, accuracy, session], api_name="evaluate")
     train.click(friendly(app.train), [table, start, steps, lr, seed, session],
                 [status, curve, results, accuracy, session], api_name="train",
-                concurrency_limit=FINETUNES, concurrency_id="finetune", show_progress="minimal")
+                concurrency_limit=FINETUNES, concurrency_id="finetune", show_progress="full",
+                show_progress_on=[status])
     stop.click(app.stop, [session], None, api_name="level1_stop", queue=False)

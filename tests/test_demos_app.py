@@ -214,3 +214,14 @@ def test_python_m_demos_binds_127_0_0_1_never_shares_and_prints_the_url(monkeypa
     assert "http://127.0.0.1:7999/" in capsys.readouterr().out
     cli.main(["copilot", "--checkpoint", "me/copilot", "--host", "0.0.0.0"])
     assert launched["server_name"] == "0.0.0.0" and built[-1][1][0] == "me/copilot"
+
+
+def test_building_the_app_loads_no_checkpoint(monkeypatch):
+    from demos.common import ModelStore
+
+    def refuse(self, source, location):
+        raise AssertionError(f"loaded {location} while building the app")
+
+    monkeypatch.setattr(ModelStore, "_load", refuse)
+    demo = build_app()  # the shipped checkpoints, as the Space builds it at import
+    assert demo.fns  # events wired; models wait for the first visitor
