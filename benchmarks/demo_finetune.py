@@ -31,7 +31,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoints", nargs="*")
     parser.add_argument("--steps", type=int, default=C.STEPS)
-    parser.add_argument("--lr", type=float, default=C.LR)
+    parser.add_argument("--lr", type=float, default=None, help="default: the demo's, recommended_lr(model)")
     parser.add_argument("--batch-size", type=int, default=C.BATCH)
     parser.add_argument("--examples", nargs="*", default=None, help="example file names (default: all)")
     parser.add_argument("--quiet", action="store_true", help="figures only, no completions")
@@ -42,9 +42,9 @@ def main() -> None:
     texts = {k: v for k, v in examples().items() if not args.examples or k in args.examples}
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"BLAS threads {os.environ.get('OPENBLAS_NUM_THREADS', 'default')}; steps {args.steps}, "
-          f"lr {args.lr:g}, batch {args.batch_size}, context {C.CONTEXT}")
-    print("| checkpoint | example | seconds | bits/char before → after | own names before → after |")
-    print("|---|---|---|---|---|")
+          f"lr {args.lr or 'the demo default'}, batch {args.batch_size}, context {C.CONTEXT}")
+    print("| checkpoint | example | seconds | lr | bits/char before → after | own names before → after |")
+    print("|---|---|---|---|---|---|")
     shown = []
     for folder in folders:
         app = C.Copilot([folder])
@@ -64,7 +64,8 @@ def main() -> None:
             budget = BUDGET.get(label)
             flag = "" if budget is None else (" (within %g s)" % budget if seconds <= budget else
                                               " (OVER the %g s budget)" % budget)
-            print(f"| {label} | {name} | {seconds:.2f}{flag} | {before[0]:.2f} → {after[0]:.2f} | "
+            lr = session.settings["lr"]
+            print(f"| {label} | {name} | {seconds:.2f}{flag} | {lr:g} | {before[0]:.2f} → {after[0]:.2f} | "
                   f"{before[1]}/{len(cases)} → {after[1]}/{len(cases)} |", flush=True)
             if not args.quiet:
                 _, details = app.compare("", 40, 0.0, 0, 1.0, 0, session)

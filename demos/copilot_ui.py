@@ -68,8 +68,8 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
             with gr.Row():
                 steps = gr.Slider(*C.STEPS_RANGE, C.STEPS, step=10, label="Steps")
                 batch = gr.Slider(*C.BATCH_RANGE, C.BATCH, step=1, label="Batch size")
-            lr = gr.Number(C.LR, label="Learning rate", info=f"{C.LR_RANGE[0]:g} to {C.LR_RANGE[1]:g}; "
-                                                               "too high and it diverges")
+            lr = gr.Number(None, label="Learning rate", placeholder="the model's default",
+                           info=f"{C.LR_RANGE[0]:g} to {C.LR_RANGE[1]:g}; too high and it diverges")
             with gr.Row():
                 start = gr.Button("Start fine-tuning", variant="primary", scale=2)
                 stop = gr.Button("Stop", variant="stop", scale=1)
@@ -110,18 +110,19 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
 
     # ------------------------------------------------------------------ events
     def on_open(current):
-        """Page load: the default model (loaded on first use) and its shape for the sliders."""
+        """Page load, or a new model: its card, its shape for the sliders, its learning rate."""
         try:
             current = app.session(current)
         except DemoError as err:
-            return f"⚠️ {err}", current, gr.Slider(), gr.Slider()
+            return f"**{err}**", current, gr.Slider(), gr.Slider(), gr.Number()
         config = current.base.model.config
         return (app.card(current), current, gr.Slider(maximum=config.n_layer - 1, value=0),
-                gr.Slider(maximum=config.n_head - 1, value=0))
+                gr.Slider(maximum=config.n_head - 1, value=0), C.recommended_lr(config))
 
-    demo.load(friendly(on_open), [session], [card, session, layer, head], api_visibility="private")
+    opened = [card, session, layer, head, lr]
+    demo.load(friendly(on_open), [session], opened, api_visibility="private")
     load.click(friendly(app.load), [source, session], [card, session], api_name="load").then(
-        friendly(on_open), [session], [card, session, layer, head], api_visibility="private")
+        friendly(on_open), [session], opened, api_visibility="private")
 
     sampling = [max_new, temperature, top_k, top_p, seed]
     generate.click(friendly(app.generate), [prompt, *sampling, session], [written, details, session],

@@ -458,3 +458,12 @@ def test_a_slow_load_holds_up_only_those_waiting_for_it(folders, monkeypatch):
     for t in waiting:
         t.join()
     assert store.get(folders["other"], [folders["other"]]) is store._models[folders["other"]]
+
+
+def test_the_default_learning_rate_follows_the_model_width(app):
+    from demos.copilot import recommended_lr
+
+    _, session = app.load(app.default)
+    list(app.finetune(PANTRY, 10, None, 4, session))
+    assert session.settings["lr"] == recommended_lr(session.base.model.config) == 3e-3  # n_embd 16
+    assert recommended_lr(GPTConfig(n_embd=96, n_head=4)) == 1e-3
