@@ -467,3 +467,43 @@ def test_the_default_learning_rate_follows_the_model_width(app):
     list(app.finetune(PANTRY, 10, None, 4, session))
     assert session.settings["lr"] == recommended_lr(session.base.model.config) == 3e-3  # n_embd 16
     assert recommended_lr(GPTConfig(n_embd=96, n_head=4)) == 1e-3
+
+
+# ===================================================================== fuzz: a message or a result, never a crash
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+ANYTHING = st.one_of(st.none(), st.text(max_size=40), st.integers(-10**9, 10**9),
+                     st.floats(allow_nan=True, allow_infinity=True), st.booleans())
+FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@FUZZ
+@given(prompt=st.one_of(st.text(max_size=80), ANYTHING), settings_=st.tuples(ANYTHING, ANYTHING, ANYTHING,
+                                                                            ANYTHING, ANYTHING))
+def test_fuzz_generate(app, prompt, settings_):
+    try:
+        html, details, _ = app.generate(prompt, *settings_)
+    except DemoError as err:
+        assert str(err) and "Traceback" not in str(err)
+    else:
+        assert details["prompt"] in html or "&" in html  # escaped HTML may differ
+
+
+@FUZZ
+@given(text=st.one_of(st.text(max_size=300), ANYTHING), steps=ANYTHING, lr=ANYTHING, batch=ANYTHING)
+def test_fuzz_finetune_settings(app, text, steps, lr, batch):
+    _, session = app.load(app.default)
+    try:
+        list(app.finetune(text, steps, lr, batch, session))
+    except DemoError as err:
+        assert str(err)
+
+
+@FUZZ
+@given(table=st.one_of(ANYTHING, st.lists(st.lists(ANYTHING, max_size=3), max_size=5)))
+def test_fuzz_level1_table(level1, table):
+    try:
+        level1.evaluate(table)
+    except DemoError as err:
+        assert str(err)
