@@ -18,3 +18,10 @@ import os as _os
 # numpy has not been imported yet, which holds for `python -m demos` and `python demos/app.py`.
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     _os.environ.setdefault(_name, "1")
+
+# Keep a training step's freed temporaries in malloc's heap for the next step instead of handing
+# them back to the kernel and page-faulting them in again (see tinytorch/memory.py): 100 steps of
+# the copilot went from 8.7 s to 5.4 s here. After the BLAS setting, because it imports numpy.
+from tinytorch.memory import tune_malloc as _tune_malloc  # noqa: E402
+
+_tune_malloc()
