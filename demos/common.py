@@ -38,7 +38,8 @@ class FairLock:
     the trainer's graph recording halfway through a step. And this machine has 2 cores: two
     matmul-heavy threads at once only fight over them. Why first-come: a fine-tune re-takes the
     lock after every step, and a plain Lock would let it starve the generations waiting behind
-    it; here each step waits its turn, so a generation waits at most one training step.
+    it; here each step waits its turn, so a generation waits at most one step of each running
+    fine-tune.
     """
 
     def __init__(self):

@@ -246,7 +246,7 @@ class Copilot:
         models = {"pretrained": session.base.model, "finetuned": session.model}
         rows = [{"prompt": p, **{k: self.complete(m, tokenizer, p, settings) for k, m in models.items()}}
                 for p in listed]
-        text = session.train_text[:20_000]  # enough to measure; a bound on the time it takes
+        text = session.train_text[:10_000]  # enough to measure; bounds the time the lock is held
         with COMPUTE:
             losses = {k: text_metrics(m, tokenizer, [text])["bits_per_char"] for k, m in models.items()}
         cases = names.completion_cases(text)

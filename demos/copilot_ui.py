@@ -11,6 +11,8 @@ from .ui import FINETUNES, friendly, heading, session_state
 
 OWN = "my own code (paste it below or upload a file)"
 PROMPT = "import os\n\n\ndef read_lines(path):\n    "
+PROMPTS = [PROMPT, "class Stack:\n    def __init__(self):\n        self.", "for i in range(",
+           "class Point:\n    def __repr__(self):\n        return ", "if __name__ == '__main__':\n    "]
 INTRO = """# A Copilot you can fine-tune in class
 A character-level GPT-2, written from scratch in numpy with tinytorch and pretrained on Python
 code. Try it, **fine-tune it on your own code for a hundred steps**, and watch it pick up your
@@ -37,6 +39,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             prompt = gr.Code(PROMPT, language="python", label="Prompt", lines=6, max_lines=14)
+            gr.Examples([[p] for p in PROMPTS], [prompt], label="Or start from one of these")
             with gr.Accordion("Sampling", open=False):
                 with gr.Row():
                     max_new = gr.Slider(1, 400, C.MAX_NEW, step=1, label="Max new characters")
