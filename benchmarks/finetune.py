@@ -2,12 +2,14 @@
 Copilot demo runs them, from creating the optimizer to the last update.
 
 Defaults (issue 6): batch 16, AdamW at lr 3e-3 (no weight decay; 5% warmup, then cosine to lr/10,
-as demos/training.py), gradient clipping at 1.0, windows of the model's whole context. The text is
+as demos/training.py), gradient clipping at 1.0, windows of the model's whole context (--context). The text is
 tinytorch's own source code; the model is freshly initialized unless --checkpoint is given (the
 time does not depend on the weights). PyTorch runs the same loop when installed.
 
-    python benchmarks/finetune.py [--steps 100] [--batch 16] [--lr 3e-3] [--runs 3]
+    python benchmarks/finetune.py [--steps 100] [--batch 16] [--lr 3e-3] [--context 0] [--runs 3]
                                   [--copilot-embd 64 128] [--checkpoint FOLDER]
+
+(The Copilot demo itself defaults to --batch 8 --context 64: demos/copilot.py.)
 """
 
 import argparse
@@ -44,7 +46,7 @@ def tinytorch_run(model, ids, args):
     optimizer = AdamW(weight_decay_groups(model, 0.0), lr=args.lr)
     model.train()
     for step in range(args.steps):
-        x, y = sample_batch(ids, args.batch, model.config.n_positions, rng)
+        x, y = sample_batch(ids, args.batch, args.context or model.config.n_positions, rng)
         optimizer.set_lr(lr_at(step, args.lr, args.steps))
         loss, _ = train_step(model, optimizer, x, y, max_grad_norm=1.0, step=step + 1)
     return time.perf_counter() - start, loss
@@ -64,7 +66,8 @@ def torch_run(torch, model, ids, args):
     start = time.perf_counter()
     optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
     for step in range(args.steps):
-        x, y = (torch.from_numpy(np.ascontiguousarray(a)) for a in sample_batch(ids, args.batch, c.n_positions, rng))
+        windows = sample_batch(ids, args.batch, args.context or c.n_positions, rng)
+        x, y = (torch.from_numpy(np.ascontiguousarray(a)) for a in windows)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.lr, args.steps)
         loss = torch.nn.functional.cross_entropy(net(x).reshape(-1, c.vocab_size), y.reshape(-1))
@@ -81,6 +84,7 @@ def main():
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--context", type=int, default=0, help="window length; 0: the model's context")
     parser.add_argument("--runs", type=int, default=3, help="fresh fine-tunes per model; the median is shown")
     parser.add_argument("--checkpoint", nargs="*", default=[], help="checkpoint folders instead of fresh models")
     parser.add_argument("--no-torch", action="store_true")
@@ -98,7 +102,7 @@ def main():
     print(harness.machine(args.threads, torch, malloc))
     text = corpus()
     print(f"# {args.steps} steps of train_step, batch {args.batch}, AdamW lr {args.lr:g} (warmup + cosine), "
-          f"clip 1.0, context = the model's; text: tinytorch's source ({len(text):,} chars); "
+          f"clip 1.0, context {args.context or '= the model'}; text: tinytorch's source ({len(text):,} chars); "
           f"median of {args.runs} runs, wall seconds")
     print("| model | shape | tinytorch s | PyTorch s | budget |")
     print("|---|---|---:|---:|---|")

@@ -271,3 +271,19 @@ def test_sample_draws_exactly_what_generator_choice_draws():
         probs[rng.integers(0, 98, 30)] = 0.0
         probs /= probs.sum()
         assert sample(ours, probs) == theirs.choice(98, p=probs)
+
+
+def test_set_blas_threads_round_trip():
+    from tinytorch import memory
+
+    before = memory.blas_threads()
+    if before is None:  # not an OpenBLAS we can reach: the setter says so and does nothing
+        assert memory.set_blas_threads(1) is False
+        return
+    try:
+        assert memory.set_blas_threads(1) and memory.blas_threads() == 1
+        a = np.random.default_rng(0).standard_normal((300, 300))
+        np.testing.assert_allclose(a @ a.T, (a @ a.T).T, rtol=1e-12)  # BLAS still works
+    finally:
+        memory.set_blas_threads(before)
+    assert memory.blas_threads() == before

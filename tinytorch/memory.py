@@ -1,18 +1,27 @@
-"""Memory-allocator tuning for training loops, and a reading of the process's memory use.
+"""Process-level tuning for training and generation loops: the memory allocator and the BLAS
+thread count, and readings of the process's memory use.
 
-Why: a training step allocates the same few dozen temporaries (activations, gradients) every time,
-many of them larger than 128 KB. glibc's malloc hands every block over its "mmap threshold" straight
-to the kernel (mmap) and returns it on free (munmap), and trims free memory at the top of its heap
-back to the OS. So each step maps fresh pages and page-faults on first touch: measured here, that
-was 30-40% of a numpy training step. Raising the two thresholds keeps the freed blocks in malloc's
-heap, where the next step finds them already mapped. Memory stays bounded: a step frees what the
-previous step freed, so the heap settles at about one step's working set.
+Allocator. A training step allocates the same few dozen temporaries (activations, gradients)
+every time, many of them larger than 128 KB. glibc's malloc hands every block over its "mmap
+threshold" straight to the kernel (mmap) and returns it on free (munmap), and trims free memory
+at the top of its heap back to the OS. So each step maps fresh pages and page-faults on first
+touch: measured here, that was 30-40% of a numpy training step. Raising the two thresholds keeps
+the freed blocks in malloc's heap, where the next step finds them already mapped. Memory stays
+bounded: a step frees what the previous step freed, so the heap settles at about one step's
+working set.
 
     import tinytorch.memory
     tinytorch.memory.tune_malloc()   # once, where training (or a benchmark) starts
 
 The same can be had without code, by setting environment variables before Python starts:
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 python -m pretrain ...
+
+BLAS threads. OpenBLAS splits every matrix product above a small size across all cores, and its
+threads spin while they wait for each other. On an idle machine that helps large products a
+little; on a busy one (a pretraining run in the background, two demo sessions) a thread that
+the OS does not schedule stalls every product: measured on a 2-core machine with a pretraining
+run alongside, a copilot training step took 10x longer with 2 BLAS threads than with 1, and
+generation 20x. set_blas_threads(1) at the start of a script avoids that.
 """
 
 from __future__ import annotations
@@ -92,3 +101,56 @@ def peak_rss_bytes() -> int:
         return 0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
+
+
+# ----------------------------------------------------------------------------- BLAS threads
+# Setter and getter names of the OpenBLAS builds numpy ships or links (scipy-openblas is the
+# one in numpy's wheels; its symbols carry a prefix and, for 64-bit integers, a suffix).
+_OPENBLAS_SYMBOLS = [
+    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+    ("openblas_set_num_threads", "openblas_get_num_threads"),
+]
+
+
+def _openblas():
+    """(set, get) functions of the OpenBLAS that numpy loaded, or None (not Linux, not OpenBLAS)."""
+    import numpy  # noqa: F401  (loads the BLAS library, if it is not loaded yet)
+
+    try:
+        with open("/proc/self/maps") as f:
+            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
+    except OSError:
+        return None
+    for path in paths:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for setter, getter in _OPENBLAS_SYMBOLS:
+            if hasattr(lib, setter) and hasattr(lib, getter):
+                set_threads, get_threads = getattr(lib, setter), getattr(lib, getter)
+                set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
+                get_threads.argtypes, get_threads.restype = [], ctypes.c_int
+                return set_threads, get_threads
+    return None
+
+
+def set_blas_threads(n: int) -> bool:
+    """Make numpy's OpenBLAS use n threads from now on (also after numpy was imported, unlike the
+    OPENBLAS_NUM_THREADS variable). Returns False, doing nothing, where numpy's BLAS is not an
+    OpenBLAS this can find (other BLAS libraries: set their own variables before starting).
+    Call it at the start of a script, not while other threads are inside numpy."""
+    functions = _openblas()
+    if functions is None:
+        return False
+    set_threads, get_threads = functions
+    set_threads(max(1, int(n)))
+    return get_threads() == max(1, int(n))
+
+
+def blas_threads() -> int | None:
+    """The thread count numpy's OpenBLAS uses now, or None where it cannot be read."""
+    functions = _openblas()
+    return None if functions is None else functions[1]()
