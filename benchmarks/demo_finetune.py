@@ -17,7 +17,10 @@ import time
 
 # As `python -m demos` does, before numpy loads: see demos/__init__.py.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-import demos  # noqa: E402,F401  (sets the BLAS thread count the demo runs with)
+import demos  # noqa: E402
+
+demos.prefer_one_blas_thread()  # the process settings the demo runs with
+demos.configure_process()
 
 from demos import copilot as C  # noqa: E402
 from demos import names  # noqa: E402

@@ -9,19 +9,28 @@ package is cheap: gradio is imported by the modules that build the UI, and check
 first use.
 """
 
-import os as _os
+import os
 
-# One BLAS thread unless the user says otherwise. The demos' matrices are small (a batch of 8
-# windows of 64 characters): OpenBLAS's second thread saves little on an idle machine and costs
-# a lot on a busy one (two sessions training, or pretraining alongside): 100 copilot-tiny steps
-# took 48 s with 2 threads on this loaded 2-core machine and 1.8 s with 1. Only effective when
-# numpy has not been imported yet, which holds for `python -m demos` and `python demos/app.py`.
-for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    _os.environ.setdefault(_name, "1")
 
-# Keep a training step's freed temporaries in malloc's heap for the next step instead of handing
-# them back to the kernel and page-faulting them in again (see tinytorch/memory.py): 100 steps of
-# the copilot went from 8.7 s to 5.4 s here. After the BLAS setting, because it imports numpy.
-from tinytorch.memory import tune_malloc as _tune_malloc  # noqa: E402
+def prefer_one_blas_thread() -> None:
+    """One BLAS thread unless the environment says otherwise; call it before numpy is imported
+    (the entry points do: python -m demos, demos/app.py as a script, the benchmark).
 
-_tune_malloc()
+    The demos' matrices are small (a batch of 8 windows of 64 characters): OpenBLAS's second
+    thread saves little on an idle machine and costs a lot on a busy one (two sessions training,
+    or pretraining alongside): 100 copilot-tiny steps took 48 s with 2 threads on this loaded
+    2-core machine, and 1.8 s with 1."""
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
+
+
+def configure_process() -> None:
+    """What a demo process sets once, where it starts, never on import (importing demos, as the
+    tests do, changes no process-wide state).
+
+    Keeps a training step's freed temporaries in malloc's heap for the next step instead of
+    handing them back to the kernel and page-faulting them in again (see tinytorch/memory.py):
+    100 steps of the copilot went from 8.7 s to 5.4 s here."""
+    from tinytorch.memory import tune_malloc
+
+    tune_malloc()

@@ -5,8 +5,11 @@ from __future__ import annotations
 import argparse
 import os
 
+from . import configure_process, prefer_one_blas_thread
+
 
 def main(argv=None) -> None:
+    prefer_one_blas_thread()  # first: nothing has imported numpy yet
     parser = argparse.ArgumentParser(prog="python -m demos", description="Open a tinytorch demo in the browser.")
     parser.add_argument("demo", nargs="?", default="copilot", choices=["copilot", "level1", "all"],
                         help="which demo to open (all = both, as tabs); default: copilot")
@@ -24,6 +27,7 @@ def main(argv=None) -> None:
     from .app import build_app
     from .ui import launch_kwargs
 
+    configure_process()
     tabs = ("copilot", "level1") if args.demo == "all" else (args.demo,)
     copilot_checkpoints = None
     if args.checkpoint and args.demo in ("copilot", "all"):

@@ -10,6 +10,9 @@ from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script (a Space runs `python demos/app.py`): find the repo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from demos import prefer_one_blas_thread
+
+    prefer_one_blas_thread()  # before gradio imports numpy
 
 import gradio as gr  # noqa: E402
 
@@ -43,4 +46,7 @@ def build_app(tabs=("copilot", "level1"), copilot_checkpoints=None, level1_check
 demo = build_app()
 
 if __name__ == "__main__":
+    from demos import configure_process
+
+    configure_process()
     demo.launch(**launch_kwargs())

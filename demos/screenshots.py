@@ -93,9 +93,13 @@ def main(argv=None) -> None:
     parser.add_argument("--copilot", help="the Copilot checkpoint to show (default: the shipped one)")
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    from . import configure_process, prefer_one_blas_thread
+
+    prefer_one_blas_thread()
     from .app import build_app
     from .ui import launch_kwargs
 
+    configure_process()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     demo = build_app(copilot_checkpoints=[args.copilot] if args.copilot else None)

@@ -3,6 +3,7 @@ through its API with gradio_client. Every button's api_name, a streamed fine-tun
 never see each other's weights, and bad input answered with a message while the app keeps serving.
 """
 
+import os
 import socket
 import time
 from pathlib import Path
@@ -192,6 +193,10 @@ def test_stop_ends_a_streaming_finetune_and_keeps_its_steps(served, client, monk
 def test_python_m_demos_binds_127_0_0_1_never_shares_and_prints_the_url(monkeypatch, capsys):
     import demos.__main__ as cli
     import demos.app
+
+    for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # main() sets them if unset:
+        monkeypatch.setenv(name, os.environ.get(name, "1"))  # keep this process's environment as it was
+    monkeypatch.setattr(cli, "configure_process", lambda: None)  # and its malloc
 
     launched = {}
 
