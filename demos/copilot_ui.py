@@ -33,7 +33,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
                                  container=False)
             load = gr.Button("Load")
         with gr.Column(scale=5):
-            card = gr.Markdown("_Loading the model…_")
+            card = gr.Markdown("_Loading the model…_", label="Model")
 
     heading("2", "Try it", "Type the start of some code; the model writes the rest.")
     with gr.Row():
@@ -76,7 +76,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
             with gr.Row():
                 start = gr.Button("Start fine-tuning", variant="primary", scale=2)
                 stop = gr.Button("Stop", variant="stop", scale=1)
-            status = gr.HTML(views.status("Press Start: 100 steps take a few seconds."))
+            status = gr.HTML(views.status("Press Start: 100 steps take a few seconds."), label="Status")
             # No legend (gradio 6.31 clips it at the bottom): the label says which line is which.
             curve = gr.LinePlot(None, x="step", y="loss", color="series", colors_in_legend=[],
                                 color_map={"batch loss": "#86efac", "running average": "#16a34a"},
@@ -89,7 +89,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     prompts = gr.Code(names.format_prompts(names.default_prompts(texts.get(first, ""))), language="python",
                       label="Prompts", lines=6, max_lines=12)
     compare = gr.Button("Compare", variant="primary")
-    comparison = gr.HTML(views.status("Fine-tune first, then compare."))
+    comparison = gr.HTML(views.status("Fine-tune first, then compare."), label="Comparison")
     with gr.Accordion("What the API returns", open=False):
         comparison_details = gr.JSON(label="Details")
 
@@ -108,7 +108,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
         head = gr.Slider(0, 3, 0, step=1, label="Head")
         look = gr.Button("Show attention", variant="primary", scale=0, min_width=180)
     with gr.Row():
-        attention = gr.HTML(scale=3)
+        attention = gr.HTML(label="Attention map", scale=3)
         probabilities = gr.Label(label="Next character", num_top_classes=8, scale=2)
 
     # ------------------------------------------------------------------ events

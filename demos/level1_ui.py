@@ -33,13 +33,13 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
             with gr.Row():
                 train = gr.Button("Train", variant="primary", scale=2)
                 stop = gr.Button("Stop", variant="stop", scale=1)
-            status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."))
+            status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."), label="Status")
             curve = gr.LinePlot(None, x="step", y="loss", color="series", y_title="loss (nats)",
                                 label="Training loss", color_map={"loss": "#16a34a"}, colors_in_legend=[])
         with gr.Column(scale=3):
             heading("3", "Evaluate", "The model's answer to each input, typed greedily.")
             evaluate = gr.Button("Evaluate", variant="primary")
-            accuracy = gr.HTML()
+            accuracy = gr.HTML(label="Accuracy")
             results = gr.Dataframe(headers=["input", "expected", "answer", "right?"], interactive=False,
                                    label="Answers")
 
