@@ -30,7 +30,13 @@ def configure_process() -> None:
 
     Keeps a training step's freed temporaries in malloc's heap for the next step instead of
     handing them back to the kernel and page-faulting them in again (see tinytorch/memory.py):
-    100 steps of the copilot went from 8.7 s to 5.4 s here."""
-    from tinytorch.memory import tune_malloc
+    100 steps of the copilot went from 8.7 s to 5.4 s here. And sets OpenBLAS's thread count at
+    run time too (see prefer_one_blas_thread), for a process where numpy was imported first."""
+    from tinytorch.memory import set_blas_threads, tune_malloc
 
     tune_malloc()
+    try:
+        threads = int(os.environ.get("OPENBLAS_NUM_THREADS") or 1)
+    except ValueError:
+        threads = 1
+    set_blas_threads(threads)
