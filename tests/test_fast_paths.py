@@ -38,8 +38,15 @@ def fused_attention(qkv: np.ndarray, n_head: int, grad: np.ndarray):
     return y.data, x.grad
 
 
+@pytest.fixture(params=["bound", "max"])
+def shift(request, monkeypatch):
+    """Run a test with the Cauchy-Schwarz bound deciding the shift, and with the plain max shift."""
+    monkeypatch.setattr(fn, "_BOUND_MIN_SCORES", 0 if request.param == "bound" else 1 << 62)
+    return request.param
+
+
 @pytest.mark.parametrize("T", [1, 5, 32, 33, 70, 128])
-def test_fused_attention_equals_textbook_attention_across_query_blocks(T):
+def test_fused_attention_equals_textbook_attention_across_query_blocks(T, shift):
     rng = np.random.default_rng(T)
     B, H, D = 2, 3, 4
     qkv = rng.standard_normal((B, T, 3 * H * D)) * 2.0
@@ -50,14 +57,14 @@ def test_fused_attention_equals_textbook_attention_across_query_blocks(T):
     np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-12)
 
 
-def test_fused_attention_gradient_matches_finite_differences_over_two_blocks():
+def test_fused_attention_gradient_matches_finite_differences_over_two_blocks(shift):
     rng = np.random.default_rng(0)
     qkv = rng.standard_normal((1, fn._QUERY_BLOCK + 7, 3 * 2 * 2))
     gradcheck(lambda x: fn.CausalSelfAttention.apply(x, n_head=2), qkv)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_fused_attention_shifts_by_the_max_when_scores_may_overflow(dtype):
+def test_fused_attention_shifts_by_the_max_when_scores_may_overflow(dtype, shift):
     # |q| |k| / sqrt(D) = 5e5 is far above the no-shift limit, so the blocks take the max shift;
     # queries along one axis, keys mostly along another keep the actual scores of order 1
     B, T, H, D = 1, 40, 1, 4
@@ -78,7 +85,7 @@ def test_fused_attention_shifts_by_the_max_when_scores_may_overflow(dtype):
     np.testing.assert_allclose(g, g_ref, rtol=tol, atol=tol * np.abs(g_ref).max())
 
 
-def test_fused_attention_without_shift_is_exact_up_to_the_limit():
+def test_fused_attention_without_shift_is_exact_up_to_the_limit(shift):
     # scores up to ~40 in float32, just under the limit of 43 where no shift is taken: exp(40)
     # is 2e17, fine, and the weights must still match float64
     rng = np.random.default_rng(4)
@@ -98,7 +105,7 @@ def test_fused_attention_without_shift_is_exact_up_to_the_limit():
     np.testing.assert_allclose(g, g_ref, rtol=1e-3, atol=1e-4 * np.abs(g_ref).max())
 
 
-def test_fused_attention_in_float32_is_close_to_float64():
+def test_fused_attention_in_float32_is_close_to_float64(shift):
     rng = np.random.default_rng(2)
     qkv = rng.standard_normal((3, 128, 3 * 4 * 8)).astype(np.float32) * 3
     grad = rng.standard_normal((3, 128, 32)).astype(np.float32)

@@ -597,6 +597,8 @@ class ScaledDotProductAttention(Function):
 #    |q_i . k_j| / sqrt(D) <= |q_i| max_{j<=i} |k_j| / sqrt(D) =: m_i. When every m_i of a block
 #    is below _exp_limit (43 in float32), exp(score) lies in [e^-43, e^43]: no overflow, and no
 #    underflow that could lose precision. Only a block with a larger bound pays for the max.
+#    (Small problems, under _BOUND_MIN_SCORES scores, skip the bound: its dozen small numpy calls
+#    cost more there than the two passes they save.)
 # 3. Softmax backward with one (B, H, T) vector: sum_j w_ij (gy_i . v_j) = gy_i . y_i
 #    (FlashAttention's trick), computed from the (B, T, C) arrays where it is one contiguous pass.
 # 4. No transposed copies: q, k, v stay views of the packed qkv (BLAS takes strided matrices),
@@ -604,6 +606,7 @@ class ScaledDotProductAttention(Function):
 #    (B, T, 3C) layouts. Elementwise work on (B, H, T, D) views would be slow (numpy loops over
 #    rows of D numbers), so the little of it there is (the scale, the norms) happens in (B, T, C).
 _QUERY_BLOCK = 32
+_BOUND_MIN_SCORES = 1 << 15
 
 
 def _query_blocks(T: int) -> list:
@@ -631,12 +634,13 @@ def causal_attention_forward(qkv: np.ndarray, n_head: int):
     D = C // H
     q_scaled = qkv[:, :, :C] * (1.0 / math.sqrt(D))  # (B, T, C), contiguous
     k_packed = qkv[:, :, C:2 * C]
-    # the bound m_i = |q_i / sqrt(D)| max_{j<=i} |k_j| of row i's scores (see 2. above)
-    q_norm = np.sqrt(_row_sum((q_scaled * q_scaled).reshape(B, T, H, D)))  # (B, T, H)
-    k_norm = np.sqrt(_row_sum((k_packed * k_packed).reshape(B, T, H, D)))
-    np.maximum.accumulate(k_norm, axis=1, out=k_norm)  # the largest |k_j| so far
-    bound = (q_norm * k_norm).transpose(0, 2, 1)  # (B, H, T)
-    limit = _exp_limit(qkv.dtype, T)
+    bound, limit = None, _exp_limit(qkv.dtype, T)
+    if B * H * T * T >= _BOUND_MIN_SCORES:
+        # the bound m_i = |q_i / sqrt(D)| max_{j<=i} |k_j| of row i's scores (see 2. above)
+        q_norm = np.sqrt(_row_sum((q_scaled * q_scaled).reshape(B, T, H, D)))  # (B, T, H)
+        k_norm = np.sqrt(_row_sum((k_packed * k_packed).reshape(B, T, H, D)))
+        np.maximum.accumulate(k_norm, axis=1, out=k_norm)  # the largest |k_j| so far
+        bound = (q_norm * k_norm).transpose(0, 2, 1)  # (B, H, T)
     q, k, v = _heads(q_scaled, H), _heads(k_packed, H), _heads(qkv[:, :, 2 * C:], H)  # (B, H, T, D)
     y = np.empty((B, T, C), dtype=qkv.dtype)
     y_heads = _heads(y, H)
@@ -645,7 +649,7 @@ def causal_attention_forward(qkv: np.ndarray, n_head: int):
         # queries t0..t1-1 against keys 0..t1-1: scores, then softmax weights, (B, H, t1 - t0, t1)
         w = np.matmul(q[:, :, t0:t1], k[:, :, :t1].swapaxes(-1, -2))
         w[..., t0:] += _causal_bias(t1 - t0, t1 - t0, w.dtype)  # the diagonal square: -inf after i
-        if bound[:, :, t0:t1].max() > limit:  # rare: scores this large need the usual shift
+        if bound is None or bound[:, :, t0:t1].max() > limit:  # scores may be large: the usual shift
             w -= w.max(axis=-1, keepdims=True)
         np.exp(w, out=w)
         w *= (1.0 / _row_sum(w))[..., None]
