@@ -92,3 +92,31 @@ def test_deep_graph_does_not_overflow_the_stack():
         y = y + 1.0
     y.backward()
     assert x.grad[0] == 1.0
+
+
+def test_no_grad_is_per_thread_and_nests():
+    import threading
+
+    from tinytorch import is_grad_enabled
+
+    inside, release = threading.Event(), threading.Event()
+
+    def generate_in_another_thread():
+        with no_grad():
+            inside.set()
+            release.wait(5)
+
+    worker = threading.Thread(target=generate_in_another_thread)
+    worker.start()
+    inside.wait(5)
+    x = Tensor(np.ones(2), requires_grad=True)
+    assert is_grad_enabled() and (x * 2.0).requires_grad  # the other thread's no_grad is its own
+    release.set()
+    worker.join()
+
+    block = no_grad()
+    with block:
+        with block:  # the same block entered twice, as a reused decorator would
+            assert not is_grad_enabled()
+        assert not is_grad_enabled()
+    assert is_grad_enabled()

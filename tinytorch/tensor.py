@@ -8,25 +8,37 @@ reverse topological order, and hands each Function the gradient of its output.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
-_grad_enabled = True
+
+class _GradMode(threading.local):
+    """Whether operations record a graph, per thread (as in PyTorch): a server that generates in
+    one thread under no_grad must not switch off the gradients of a fine-tune in another."""
+
+    enabled = True
+
+    def __init__(self):
+        self.saved = []  # what each open no_grad block will restore
+
+
+_grad_mode = _GradMode()
 
 
 def is_grad_enabled() -> bool:
-    return _grad_enabled
+    return _grad_mode.enabled
 
 
 class no_grad:
-    """Context manager (and decorator) that turns off graph recording, as in PyTorch."""
+    """Context manager (and decorator) that turns off graph recording in this thread."""
 
     def __enter__(self):
-        global _grad_enabled
-        self._previous, _grad_enabled = _grad_enabled, False
+        _grad_mode.saved.append(_grad_mode.enabled)
+        _grad_mode.enabled = False
 
     def __exit__(self, *exc):
-        global _grad_enabled
-        _grad_enabled = self._previous
+        _grad_mode.enabled = _grad_mode.saved.pop()
 
     def __call__(self, fn):
         def wrapper(*args, **kwargs):
@@ -67,7 +79,7 @@ class Function:
                 needs.append(False)
         out = cls.forward(ctx, *raw, **options)
         result = Tensor._wrap(out)
-        if any_needs and _grad_enabled:
+        if any_needs and _grad_mode.enabled:
             result.requires_grad = True
             ctx.parents = inputs
             ctx.needs_grad = needs
