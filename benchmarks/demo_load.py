@@ -2,7 +2,8 @@
 driven through its API with gradio_client from threads, as browsers would: N sessions generating
 while M sessions fine-tune at once. Prints requests done/failed, generation latency p50/p95 while
 the fine-tunes run, fine-tune wall times (and the queue place the waiting ones were shown), the
-process's peak RSS, and whether every session's model is its own.
+process's peak RSS, and whether every session's model is its own. Fine-tunes use the shipped
+examples in turn; the sessions that share an example take one more step each (see run()).
 
     python benchmarks/demo_load.py [--sessions 30] [--finetunes 5] [--steps 30]
                                    [--checkpoint checkpoints/copilot-tiny]
@@ -97,9 +98,12 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
         if None in gen_clients or None in ft_clients:
             raise RuntimeError(f"could not connect every session: {errors[:3]}")
 
-        # Each fine-tuner: its own text (an example plus a line naming the session), so every
-        # fine-tuned model differs from every other, not only from the pretrained one.
-        ft_texts = [texts[i % len(texts)] + f"\n# session {i}\n" for i in range(finetunes)]
+        # Each fine-tuner: its own run, so that every fine-tuned model differs from every other, not
+        # only from the pretrained one. A fine-tune draws its batches with a fixed seed, so the same
+        # text and steps give the same weights; a line appended to the text is rarely in a batch
+        # (that gave equal pairs), so the sessions sharing an example take one more step each.
+        ft_texts = [texts[i % len(texts)] for i in range(finetunes)]
+        ft_steps = [steps + i // len(texts) for i in range(finetunes)]
         ft_prompts = [(C.names.default_prompts(t) or [t[:20]])[0] for t in ft_texts]
         latencies: list[tuple[float, float, float]] = []  # (start, end, seconds) of each generate
         done = {"ok": 0, "failed": 0}
@@ -142,7 +146,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
             start = time.perf_counter()
             result["start"] = start
             try:
-                job = client.submit(ft_texts[i], steps, None, C.BATCH, api_name="/finetune")
+                job = client.submit(ft_texts[i], ft_steps[i], None, C.BATCH, api_name="/finetune")
                 ranks = []
                 first_update = None
                 while not job.done() and time.perf_counter() < deadline:
@@ -159,7 +163,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
                     raise TimeoutError(f"fine-tune {i} still running at --max-seconds")
                 job.result()  # raises if the fine-tune ended in an error
                 status_html = final[0] if final else ""
-                if f"step {steps}/{steps}" not in status_html:
+                if f"step {ft_steps[i]}/{ft_steps[i]}" not in status_html:
                     raise RuntimeError(f"fine-tune {i} did not finish: {status_html[:200]}")
                 with lock:
                     done["ok"] += 1
@@ -179,7 +183,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
             all_ft_done.set()
 
         log(f"{sessions} generating + {finetunes} fine-tuning sessions on {url} "
-            f"({os.path.basename(checkpoint)}, {steps} steps, at most {FINETUNES} fine-tunes at once)")
+            f"({os.path.basename(checkpoint)}, {min(ft_steps, default=steps)}-{max(ft_steps, default=steps)} steps, at most {FINETUNES} fine-tunes at once)")
         t1 = time.perf_counter()
         workers = [threading.Thread(target=watch_finetunes)]
         workers += [threading.Thread(target=finetuning, args=(i, c)) for i, c in enumerate(ft_clients)]
@@ -195,7 +199,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
         out.update(
             requests_ok=done["ok"], requests_failed=done["failed"],
             generate_all=[s for _, _, s in latencies], generate_during_finetunes=during,
-            finetune_seconds=[r.get("seconds") for r in ft_results],
+            finetune_seconds=[r.get("seconds") for r in ft_results], finetune_steps=ft_steps,
             finetune_queue_places=[r.get("max_queue_place") for r in ft_results],
             finetunes_ok=sum(bool(r.get("ok")) for r in ft_results),
         )
@@ -254,9 +258,10 @@ def report(out: dict, args) -> None:
           f"{out['connect_seconds']:.1f} s)")
     print(f"generate ({args.new} new chars, greedy): p50 {ms(during, 50)}, p95 {ms(during, 95)} over "
           f"{len(during)} requests while fine-tunes ran; all {len(gen)}: p50 {ms(gen, 50)}, p95 {ms(gen, 95)}")
-    print(f"fine-tunes ({args.steps} steps, {out['finetune_concurrency']} at once): "
+    print(f"fine-tunes ({out['finetune_steps']} steps, {out['finetune_concurrency']} at once): "
           f"{out['finetunes_ok']}/{args.finetunes} ok, wall " + ", ".join(f"{s:.1f}" for s in fts) + " s"
-          + f"; queue places shown: {out['finetune_queue_places']}")
+          + f"; highest queue place each was shown (0 = next in line, None = started at once): "
+          f"{out['finetune_queue_places']}")
     print(f"peak RSS (server + models + {args.sessions + args.finetunes + 1} clients, one process): "
           f"{out['peak_rss_mb']:.0f} MB")
     c = out["checks"]
