@@ -294,3 +294,68 @@ def test_set_blas_threads_round_trip():
     finally:
         memory.set_blas_threads(before)
     assert memory.blas_threads() == before
+
+
+# ----------------------------------------------------------------------------- more threads
+@pytest.fixture
+def chunked(monkeypatch):
+    """Every fused op split into as many chunks as it has rows, shared by 3 threads."""
+    monkeypatch.setattr(fn, "_PARALLEL_MIN", 4)
+    monkeypatch.setattr(fn, "_threads", 3)
+
+
+def gpt_loss_and_grads(model, data):
+    model.zero_grad()
+    loss = F.cross_entropy(model(data[:, :-1]), data[:, 1:])
+    loss.backward()
+    return loss.item(), {n: p.grad.copy() for n, p in model.named_parameters()}
+
+
+def test_threaded_fused_ops_give_the_serial_results(rng, monkeypatch):
+    model = tiny_gpt(np.float64, n_positions=40)
+    data = rng.integers(0, 11, (5, 41))
+    serial_loss, serial = gpt_loss_and_grads(model, data)
+    monkeypatch.setattr(fn, "_PARALLEL_MIN", 4)
+    monkeypatch.setattr(fn, "_threads", 3)
+    assert len(fn._row_chunks(5 * 40, 8)) > 1 and len(fn._row_chunks(5, 2 * 40 * 40)) > 1
+    loss, grads = gpt_loss_and_grads(model, data)
+    assert loss == pytest.approx(serial_loss, rel=1e-14)
+    for name, g in grads.items():  # column sums add chunk by chunk: equal up to rounding
+        np.testing.assert_allclose(g, serial[name], rtol=1e-11, atol=1e-15, err_msg=name)
+
+
+def test_threaded_fused_ops_match_finite_differences(chunked):
+    rng = np.random.default_rng(3)
+    gradcheck(lambda x, w, b: F.linear(x, w, b), rng.standard_normal((3, 4, 5)), rng.standard_normal((5, 6)),
+              rng.standard_normal(6))
+    gradcheck(lambda x, w, b: F.layer_norm(x, w, b), rng.standard_normal((3, 4, 6)), rng.standard_normal(6),
+              rng.standard_normal(6))
+    gradcheck(F.gelu, rng.standard_normal((6, 5)) * 3)
+    gradcheck(lambda x: fn.CausalSelfAttention.apply(x, n_head=2), rng.standard_normal((3, 5, 12)))
+
+
+def test_an_error_in_a_helper_thread_reaches_the_caller(chunked):
+    seen = []
+
+    def work(a, b):
+        seen.append(a)
+        if a == 2:
+            raise ValueError("chunk 2 failed")
+
+    with pytest.raises(ValueError, match="chunk 2 failed"):
+        fn._parallel(work, [(i, i + 1) for i in range(6)])
+    assert sorted(seen) == list(range(6))  # the other chunks still ran
+
+
+def test_set_num_threads_sets_tinytorch_and_blas_threads():
+    from tinytorch import memory
+
+    before_blas, before = memory.blas_threads(), fn.get_threads()
+    try:
+        memory.set_num_threads(2)
+        assert fn.get_threads() == 2
+        assert memory.blas_threads() in (1, None)
+    finally:
+        fn.set_threads(before)
+        if before_blas is not None:
+            memory.set_blas_threads(before_blas)

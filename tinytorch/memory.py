@@ -16,12 +16,16 @@ working set.
 The same can be had without code, by setting environment variables before Python starts:
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 python -m pretrain ...
 
-BLAS threads. OpenBLAS splits every matrix product above a small size across all cores, and its
-threads spin while they wait for each other. On an idle machine that helps large products a
-little; on a busy one (a pretraining run in the background, two demo sessions) a thread that
-the OS does not schedule stalls every product: measured on a 2-core machine with a pretraining
-run alongside, a copilot training step took 10x longer with 2 BLAS threads than with 1, and
-generation 20x. set_blas_threads(1) at the start of a script avoids that.
+Threads. OpenBLAS splits every matrix product above a small size across all cores, and its
+threads spin while they wait for each other. On a busy machine (a pretraining run in the
+background, two demo sessions) a thread that the OS does not schedule stalls every product:
+measured on a 2-core machine with a pretraining run alongside, a copilot training step took 10x
+longer with 2 BLAS threads than with 1, and generation 20x. tinytorch can instead split its own
+work (matmuls by rows, elementwise ops, attention by batch) into chunks that n threads take from
+a shared counter, so a busy core slows it down only by the share it cannot do:
+
+    tinytorch.memory.set_num_threads(2)   # tinytorch on 2 threads, numpy's BLAS on 1
+    tinytorch.memory.set_num_threads(1)   # everything on one core: a shared machine
 """
 
 from __future__ import annotations
@@ -135,6 +139,19 @@ def _openblas():
                 get_threads.argtypes, get_threads.restype = [], ctypes.c_int
                 return set_threads, get_threads
     return None
+
+
+def set_num_threads(n: int) -> bool:
+    """Run tinytorch's training and generation on n threads: its fused ops split big arrays into
+    chunks that n threads share (small ones stay on one), and numpy's OpenBLAS goes to one thread,
+    whose own spinning threads would compete with them. Returns whether numpy's BLAS could be set
+    (see set_blas_threads); tinytorch's own thread count is set either way. Call it at the start
+    of a script, not while other threads are inside numpy. The environment variable
+    TINYTORCH_NUM_THREADS sets tinytorch's count at import (default 1)."""
+    from . import functions
+
+    functions.set_threads(n)
+    return set_blas_threads(1)
 
 
 def set_blas_threads(n: int) -> bool:
