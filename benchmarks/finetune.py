@@ -90,7 +90,7 @@ def main():
     parser.add_argument("--no-torch", action="store_true")
     harness.add_common_args(parser)
     args = parser.parse_args()
-    harness.setup_threads(args.threads)
+    harness.setup_threads(args.threads, args.threading)
     import numpy as np
 
     import tinytorch

@@ -24,7 +24,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     harness.add_common_args(parser)
     args = parser.parse_args()
-    harness.setup_threads(args.threads)
+    harness.setup_threads(args.threads, args.threading)
     import numpy as np
 
     import tinytorch

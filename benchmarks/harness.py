@@ -32,19 +32,26 @@ STEP_TARGETS = {("level1", 16): 0.5, ("copilot-tiny", 16): 1.0, ("copilot-tiny",
 
 def add_common_args(parser, default_threads: int | None = None) -> None:
     parser.add_argument("--threads", type=int, default=default_threads or min(2, os.cpu_count() or 1),
-                        help="BLAS and PyTorch threads (default: min(2, cores))")
+                        help="threads for each framework (default: min(2, cores))")
+    parser.add_argument("--threading", choices=["tinytorch", "blas"], default="tinytorch",
+                        help="how tinytorch uses them: 'tinytorch' (default) splits its own ops across "
+                             "them with numpy's BLAS on 1 thread (tinytorch.memory.set_num_threads); "
+                             "'blas' leaves them to numpy's BLAS and runs tinytorch's ops on one")
     parser.add_argument("--copilot-embd", type=int, nargs="*", default=[64, 128],
                         help="n_embd of the 'copilot' shape, one row each (default: 64 128)")
     parser.add_argument("--no-tune-malloc", action="store_true",
                         help="leave glibc's allocator at its defaults (see tinytorch.memory)")
 
 
-def setup_threads(threads: int) -> None:
-    """Set the thread count of numpy's BLAS (before numpy loads) and of PyTorch (if installed)."""
+def setup_threads(threads: int, threading: str = "tinytorch") -> None:
+    """Set numpy's BLAS threads (environment variables, read when numpy loads it) and tinytorch's
+    (TINYTORCH_NUM_THREADS, read when tinytorch.functions loads): see --threading."""
+    blas, own = (1, threads) if threading == "tinytorch" else (threads, 1)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[name] = str(threads)
-    if "numpy" in sys.modules:
-        print("# warning: numpy was imported before the thread count was set", file=sys.stderr)
+        os.environ[name] = str(blas)
+    os.environ["TINYTORCH_NUM_THREADS"] = str(own)
+    if "numpy" in sys.modules or "tinytorch" in sys.modules:
+        print("# warning: numpy or tinytorch was imported before the thread counts were set", file=sys.stderr)
 
 
 def torch_or_none(threads: int):
@@ -90,6 +97,8 @@ def machine(threads: int, torch=None, malloc: str = "") -> str:
     """One comment line: CPU, cores, load, Python, numpy + BLAS, threads, PyTorch, malloc."""
     import numpy as np
 
+    from tinytorch import functions
+
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -104,8 +113,10 @@ def machine(threads: int, torch=None, malloc: str = "") -> str:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     torch_part = (f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
                   else "PyTorch not installed: tinytorch columns only")
+    blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     return (f"# {cpu}, {os.cpu_count()} cores, load avg {load}; Python {platform.python_version()}, "
-            f"numpy {np.__version__} ({blas}, {threads} BLAS threads); {torch_part}; {malloc}")
+            f"numpy {np.__version__} ({blas}); tinytorch {functions.get_threads()} threads + numpy BLAS "
+            f"{blas_threads}; {torch_part}; {malloc}")
 
 
 def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:

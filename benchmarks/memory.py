@@ -26,7 +26,7 @@ def main():
     harness.add_common_args(parser)
     parser.set_defaults(copilot_embd=[128])
     args = parser.parse_args()
-    harness.setup_threads(args.threads)
+    harness.setup_threads(args.threads, args.threading)
     import numpy as np
 
     import tinytorch

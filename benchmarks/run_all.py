@@ -3,7 +3,7 @@
 training step vs PyTorch, generation with and without the KV cache, the demo fine-tune, memory
 over a pretraining run, import time.
 
-    python benchmarks/run_all.py [--quick] [--threads 2] [--copilot-embd 64 128]
+    python benchmarks/run_all.py [--quick] [--threads 2] [--threading tinytorch|blas] [--copilot-embd 64 128]
 
 --quick: fewer repeats and 200 memory steps instead of 2,000 (a smoke run, not the figures).
 """
@@ -21,22 +21,25 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threading", choices=["tinytorch", "blas"], default=None)
     parser.add_argument("--copilot-embd", nargs="*", default=None)
     parser.add_argument("--skip", nargs="*", default=[], choices=["step_time", "generation", "finetune", "memory",
                                                                   "import_time"])
     args = parser.parse_args()
-    common = []
+    threads = []
     if args.threads:
-        common += ["--threads", str(args.threads)]
-    if args.copilot_embd:
-        common += ["--copilot-embd", *args.copilot_embd]
+        threads += ["--threads", str(args.threads)]
+    if args.threading:
+        threads += ["--threading", args.threading]
+    embd = ["--copilot-embd", *args.copilot_embd] if args.copilot_embd else []
+    # memory: one run, of the largest copilot shape asked for (default: its own, 128)
+    memory_embd = ["--copilot-embd", max(args.copilot_embd, key=int)] if args.copilot_embd else []
     quick = args.quick
     runs = [
-        ("step_time", ["--repeats", "5" if quick else "30"] + common),
-        ("generation", ["--repeats", "2" if quick else "5"] + common),
-        ("finetune", ["--runs", "1" if quick else "3"] + common),
-        ("memory", ["--steps", "200" if quick else "2000"] + [a for a in common if a != "--copilot-embd"][:2]
-         + (["--copilot-embd", max(args.copilot_embd, key=int)] if args.copilot_embd else [])),
+        ("step_time", ["--repeats", "5" if quick else "30"] + threads + embd),
+        ("generation", ["--repeats", "2" if quick else "5"] + threads + embd),
+        ("finetune", ["--runs", "1" if quick else "3"] + threads + embd),
+        ("memory", ["--steps", "200" if quick else "2000"] + threads + memory_embd),
         ("import_time", ["--runs", "3" if quick else "7"]),
     ]
     for name, extra in runs:
