@@ -337,7 +337,7 @@ def test_threaded_fused_ops_match_finite_differences(chunked):
 def test_an_error_in_a_helper_thread_reaches_the_caller(chunked):
     seen = []
 
-    def work(a, b):
+    def work(i, a, b):
         seen.append(a)
         if a == 2:
             raise ValueError("chunk 2 failed")

@@ -326,7 +326,7 @@ class _Job:
         with np.errstate(**self.errstate):
             while (i := self.next()) < len(self.chunks):
                 try:
-                    self.fn(*self.chunks[i])
+                    self.fn(i, *self.chunks[i])
                 except BaseException as error:  # re-raised by the caller
                     self.error = error
                 with self.lock:
@@ -341,13 +341,13 @@ def _helper_loop(jobs):
 
 
 def _parallel(fn, chunks: list) -> None:
-    """fn(start, stop) for every chunk, on this thread and the helper threads; returns when all
-    are done (and raises what any raised)."""
+    """fn(i, start, stop) for every chunk i, on this thread and the helper threads; returns when
+    all are done (and raises what any raised)."""
     global _helper_count
     helpers = min(_threads, len(chunks)) - 1
     if helpers == 0:
-        for chunk in chunks:
-            fn(*chunk)
+        for i, chunk in enumerate(chunks):
+            fn(i, *chunk)
         return
     with _helper_lock:
         while _helper_count < helpers:  # started once; idle helpers sleep on the queue
@@ -360,6 +360,15 @@ def _parallel(fn, chunks: list) -> None:
     job.done.wait()
     if job.error is not None:
         raise job.error
+
+
+def _add_up(parts: list):
+    """The chunks' partial sums added in chunk order, so that the result does not depend on which
+    thread finished first."""
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    return total
 
 
 # ===================================================================== fused transformer ops
@@ -392,14 +401,15 @@ class Linear(Function):
 
     Every product runs on the 2-D view x2d (N, in), N = all leading dims together: numpy
     multiplies a 3-D array by a matrix as one BLAS call per batch element, the 2-D view as one.
+    With more threads, chunks of rows go to different threads (see _parallel).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         x2d = x.reshape(-1, x.shape[-1])  # (N, in)
-        y = np.empty((len(x2d), weight.shape[1]), dtype=np.result_type(x2d, weight))
+        y = np.empty((len(x2d), weight.shape[1]), dtype=np.result_type(x2d, weight))  # (N, out)
 
-        def rows(a, b):
+        def rows(i, a, b):
             np.matmul(x2d[a:b], weight, out=y[a:b])
             if bias is not None:
                 y[a:b] += bias
@@ -412,27 +422,25 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         x2d, weight = ctx.saved
-        needs = ctx.needs_grad
+        need_x, need_w = ctx.needs_grad[:2]
+        need_b = len(ctx.needs_grad) > 2 and ctx.needs_grad[2]
         grad2d = grad.reshape(-1, grad.shape[-1])  # (N, out)
-        grad_x = np.empty(x2d.shape, dtype=grad2d.dtype) if needs[0] else None
+        grad_x = np.empty(x2d.shape, dtype=grad2d.dtype) if need_x else None
         chunks = _row_chunks(len(x2d), weight.size // 32)
-        index = {a: i for i, (a, _) in enumerate(chunks)}
-        partial = [None] * len(chunks)
-        want_b = len(needs) > 2 and needs[2]
+        grad_ws, grad_bs = [None] * len(chunks), [None] * len(chunks)  # each chunk's share
 
-        def rows(a, b):
-            g = grad2d[a:b]
-            if grad_x is not None:
-                np.matmul(g, weight.T, out=grad_x[a:b])
-            if needs[1]:
-                partial[index[a]] = (x2d[a:b].T @ g, _column_sum(g) if want_b else None)
-            elif want_b:
-                partial[index[a]] = (None, _column_sum(g))
+        def rows(i, a, b):
+            g = grad2d[a:b]  # (rows, out)
+            if need_x:
+                np.matmul(g, weight.T, out=grad_x[a:b])  # (rows, in)
+            if need_w:
+                grad_ws[i] = x2d[a:b].T @ g  # (in, rows) @ (rows, out)
+            if need_b:
+                grad_bs[i] = _column_sum(g)  # (out,)
 
         _parallel(rows, chunks)
-        grad_w = sum(p[0] for p in partial) if needs[1] else None
-        grad_b = sum(p[1] for p in partial) if want_b else None
-        return (grad_x.reshape(ctx.x_shape) if grad_x is not None else None), grad_w, grad_b
+        return (grad_x.reshape(ctx.x_shape) if need_x else None,
+                _add_up(grad_ws) if need_w else None, _add_up(grad_bs) if need_b else None)
 
 
 class LayerNorm(Function):
@@ -449,7 +457,7 @@ class LayerNorm(Function):
         rstd = np.empty(len(x2d), dtype=x.dtype)
         ones = _ones(n, x.dtype)
 
-        def rows(a, b):
+        def rows(i, a, b):
             xa, xhat_a = x2d[a:b], xhat[a:b]
             np.subtract(xa, ((xa @ ones) * (1.0 / n))[:, None], out=xhat_a)  # centered
             r = rstd[a:b]
@@ -473,13 +481,12 @@ class LayerNorm(Function):
         grad2d = grad.reshape(-1, n)
         grad_x = np.empty_like(xhat)
         chunks = _row_chunks(len(xhat), n)
-        chunk_index = {a: i for i, (a, _) in enumerate(chunks)}
-        sums = np.empty((len(chunks), 2, n), dtype=xhat.dtype)  # per chunk: sums for grad_w, grad_b
+        grad_ws, grad_bs = [None] * len(chunks), [None] * len(chunks)  # each chunk's share
 
-        def rows(a, b):
+        def rows(i, a, b):
             g, xh = grad2d[a:b], xhat[a:b]
             gx = g * xh  # (rows, C), used twice below
-            sums[chunk_index[a]] = _column_sum(gx), _column_sum(g)
+            grad_ws[i], grad_bs[i] = _column_sum(gx), _column_sum(g)
             # With g' = grad * weight (the gradient reaching xhat), d/dx of (x - mean) * rstd is
             #   rstd * (g' - mean(g') - xhat * mean(g' * xhat)): the gradient through the mean
             #   and through the variance. Both means are matrix-vector products with `weight`:
@@ -492,8 +499,7 @@ class LayerNorm(Function):
             out *= rstd[a:b, None]
 
         _parallel(rows, chunks)
-        grad_w, grad_b = sums.sum(axis=0) if len(chunks) > 1 else sums[0]
-        return grad_x.reshape(grad.shape), grad_w, grad_b
+        return grad_x.reshape(grad.shape), _add_up(grad_ws), _add_up(grad_bs)
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -515,7 +521,7 @@ class GELU(Function):
         x2d = x.reshape(-1, x.shape[-1])
         s, y = np.empty_like(x2d), np.empty_like(x2d)
 
-        def rows(a, b):
+        def rows(i, a, b):
             xa, sa = x2d[a:b], s[a:b]
             np.multiply(xa, xa, out=sa)
             sa *= _GELU_B
@@ -537,7 +543,7 @@ class GELU(Function):
         grad2d = grad.reshape(x2d.shape)
         out = np.empty_like(x2d)
 
-        def rows(a, b):
+        def rows(i, a, b):
             # d/dx [x s(2u)] = s + x s (1 - s) d(2u)/dx = s (1 + (1 - s) x d(2u)/dx),
             # with x d(2u)/dx = x (2c + 6c 0.044715 x^2) = x (-_GELU_A - 3 _GELU_B x^2)
             xa, sa, t = x2d[a:b], s[a:b], out[a:b]
@@ -847,10 +853,10 @@ class CausalSelfAttention(Function):
         # batch elements are independent: chunks of them may run on other cores (see _parallel)
         chunks = _row_chunks(B, n_head * T * T)
         y = np.empty((B, T, C), dtype=qkv.dtype)
-        saved = {}
+        saved = [None] * len(chunks)  # each chunk's (q / sqrt(D), weight blocks)
 
-        def rows(a, b):
-            saved[a] = causal_attention_forward(qkv[a:b], n_head, y[a:b])
+        def rows(i, a, b):
+            saved[i] = causal_attention_forward(qkv[a:b], n_head, y[a:b])
 
         _parallel(rows, chunks)
         ctx.save_for_backward(qkv, y, saved)
@@ -864,8 +870,8 @@ class CausalSelfAttention(Function):
         qkv, y, saved = ctx.saved
         grad_qkv = np.empty(qkv.shape, dtype=qkv.dtype)  # packed like qkv (C order: the views below write into it)
 
-        def rows(a, b):
-            causal_attention_backward(qkv[a:b], *saved[a], y[a:b], grad[a:b], ctx.n_head, grad_qkv[a:b])
+        def rows(i, a, b):
+            causal_attention_backward(qkv[a:b], *saved[i], y[a:b], grad[a:b], ctx.n_head, grad_qkv[a:b])
 
         _parallel(rows, ctx.chunks)
         return grad_qkv, None
