@@ -645,37 +645,42 @@ class LogSoftmax(Function):
 class CrossEntropy(Function):
     """Mean negative log-likelihood of `targets` under softmax(logits), fused.
 
-    logits: (N, V)  targets: (N,) integer ids; rows whose target is `ignore_index` count for
+    logits: (..., V)  targets: (...) integer ids; rows whose target is `ignore_index` count for
     nothing, in the loss or in the gradient, and the mean is over the remaining rows.
     """
 
     @staticmethod
     def forward(ctx, logits, targets, ignore_index=-100):
-        n, vocab = logits.shape
+        ctx.logits_shape = logits.shape
+        vocab = logits.shape[-1]
+        logits, targets = logits.reshape(-1, vocab), targets.reshape(-1)  # (N, V), (N,)
         keep = targets != ignore_index
-        safe = np.where(keep, targets, 0)
+        count = int(np.count_nonzero(keep))
+        safe = np.where(keep, targets, 0)  # a copy: the caller may reuse its targets array
         if safe.size and (safe.min() < 0 or safe.max() >= vocab):
             raise IndexError(f"target ids must lie in [0, {vocab}) or equal ignore_index={ignore_index}")
-        rows = np.arange(n)
+        rows = np.arange(len(safe))
         shifted = logits - logits.max(axis=-1, keepdims=True)
         probs = np.exp(shifted)
         total = _row_sum(probs)
         probs /= total[:, None]
-        count = int(keep.sum())
         # -log p(target) = log(sum(exp)) - shifted[target]: finite even where p underflows to 0
         nll = np.log(total) - shifted[rows, safe]
-        loss = np.dot(nll, keep) / max(count, 1)
-        ctx.save_for_backward(probs, safe, keep)
+        loss = (nll.sum() if count == len(safe) else np.dot(nll, keep)) / max(count, 1)
+        ctx.save_for_backward(probs, rows, safe, keep)
         ctx.count = count
         return np.asarray(loss, dtype=logits.dtype)
 
     @staticmethod
     def backward(ctx, grad):
-        probs, safe, keep = ctx.saved
+        probs, rows, safe, keep = ctx.saved
         grad_logits = probs  # reused in place: the forward's probabilities are not needed again
-        grad_logits[np.arange(len(safe)), safe] -= 1.0
-        grad_logits *= (keep * (grad / max(ctx.count, 1)))[:, None].astype(probs.dtype)
-        return grad_logits, None
+        grad_logits[rows, safe] -= 1.0
+        if ctx.count == len(safe):  # no ignored rows: one scale for all
+            grad_logits *= grad / max(ctx.count, 1)
+        else:
+            grad_logits *= (keep * (grad / max(ctx.count, 1)))[:, None].astype(probs.dtype)
+        return grad_logits.reshape(ctx.logits_shape), None
 
 
 # ----------------------------------------------------------------------------- attention

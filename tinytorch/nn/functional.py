@@ -53,8 +53,7 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     targets = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {logits.shape} and targets {targets.shape} disagree: want (..., V) and (...)")
-    flat_logits = logits.reshape(-1, logits.shape[-1]) if logits.ndim != 2 else logits
-    return fn.CrossEntropy.apply(flat_logits, targets.reshape(-1), ignore_index=ignore_index)
+    return fn.CrossEntropy.apply(logits, targets, ignore_index=ignore_index)
 
 
 def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
