@@ -127,8 +127,10 @@ def main():
             ids = np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8).astype(np.int64) % model.config.vocab_size
         ours, theirs = [], []
         for _ in range(args.runs):  # taking turns, fresh weights each time
+            time.sleep(harness.gap(args))  # see harness.interleaved
             ours.append(tinytorch_run(fresh(), ids, args)[0])
             if torch:
+                time.sleep(harness.gap(args))
                 theirs.append(torch_run(torch, fresh(), ids, args)[0])
         seconds = harness.median(ours)
         budget = BUDGET.get(name)

@@ -47,7 +47,7 @@ def main():
             outputs[use_cache] = model.generate(prompt, args.new_tokens, temperature=0.8, seed=0, use_cache=use_cache)
 
         times = harness.interleaved({"cached": lambda: run(True), "uncached": lambda: run(False)},
-                                    args.repeats, warmup=1)
+                                    args.repeats, warmup=1, gap=harness.gap(args))
         if outputs[True] != outputs[False]:
             print(f"# warning: {label}: cached and uncached generations differ", file=sys.stderr)
         cached = args.new_tokens / harness.median(times["cached"])

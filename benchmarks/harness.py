@@ -39,6 +39,9 @@ def add_common_args(parser, default_threads: int | None = None) -> None:
                              "'blas' leaves them to numpy's BLAS and runs tinytorch's ops on one")
     parser.add_argument("--copilot-embd", type=int, nargs="*", default=[64, 128],
                         help="n_embd of the 'copilot' shape, one row each (default: 64 128)")
+    parser.add_argument("--gap", type=float, default=None,
+                        help="seconds of rest before each timed run, so that one framework's spinning "
+                             "worker threads do not slow the other (default: 0.25 with >1 thread, else 0)")
     parser.add_argument("--no-tune-malloc", action="store_true",
                         help="leave glibc's allocator at its defaults (see tinytorch.memory)")
 
@@ -119,11 +122,14 @@ def machine(threads: int, torch=None, malloc: str = "") -> str:
             f"{blas_threads}; {torch_part}; {malloc}")
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
+def interleaved(fns: dict, repeats: int, warmup: int = 2, gap: float = 0.0) -> dict:
     """Run each function `repeats` times, taking turns, and return name -> list of seconds.
 
     Taking turns means a burst of load from other processes hits every contender alike, so the
-    ratio of medians measured in one run is fair even on a busy machine.
+    ratio of medians measured in one run is fair even on a busy machine. `gap` seconds of sleep
+    before each run: with more than one thread, OpenBLAS's and PyTorch's (OpenMP) worker threads
+    keep spinning for a while after their last task, and slow down whatever runs next (measured
+    here: a PyTorch op right after numpy's 2-thread matmuls took 2.5-4x its time; 0.2 s later, 1x).
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -131,10 +137,16 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2) -> dict:
     times = {name: [] for name in fns}
     for _ in range(repeats):
         for name, fn in fns.items():
+            if gap:
+                time.sleep(gap)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
     return times
+
+
+def gap(args) -> float:
+    return args.gap if args.gap is not None else (0.25 if args.threads > 1 else 0.0)
 
 
 def median(values) -> float:

@@ -72,7 +72,7 @@ def main():
     malloc = harness.tune_malloc(args.no_tune_malloc)
     print(harness.machine(args.threads, torch, malloc))
     print(f"# training step: forward, cross-entropy, backward, clip 1.0, AdamW; median ms of "
-          f"{args.repeats}, tinytorch and PyTorch taking turns")
+          f"{args.repeats}, tinytorch and PyTorch taking turns ({harness.gap(args):g} s apart)")
     print("| shape | model | batch | tinytorch ms | PyTorch ms | ratio | target |")
     print("|---|---|---:|---:|---:|---:|---|")
     for label, name, config in harness.shapes(args.shapes, args.copilot_embd):
@@ -81,7 +81,7 @@ def main():
             fns = {"tinytorch": ours}
             if torch:
                 fns["torch"] = torch_step(torch, model, config, batch)
-            times = harness.interleaved(fns, args.repeats)
+            times = harness.interleaved(fns, args.repeats, gap=harness.gap(args))
             ours_ms = 1000 * harness.median(times["tinytorch"])
             target = harness.STEP_TARGETS.get((name, batch))
             if torch:
