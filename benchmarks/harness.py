@@ -126,10 +126,12 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2, gap: float = 0.0) -> d
     """Run each function `repeats` times, taking turns, and return name -> list of seconds.
 
     Taking turns means a burst of load from other processes hits every contender alike, so the
-    ratio of medians measured in one run is fair even on a busy machine. `gap` seconds of sleep
-    before each run: with more than one thread, OpenBLAS's and PyTorch's (OpenMP) worker threads
-    keep spinning for a while after their last task, and slow down whatever runs next (measured
-    here: a PyTorch op right after numpy's 2-thread matmuls took 2.5-4x its time; 0.2 s later, 1x).
+    ratio of medians measured in one run is fair even on a busy machine. With `gap`, each timed
+    run follows `gap` seconds of sleep and one untimed run of the same function: with more than
+    one thread, OpenBLAS's and PyTorch's (OpenMP) worker threads keep spinning for a while after
+    their last task and slow down whatever runs next (measured here: a PyTorch op right after
+    numpy's 2-thread matmuls took 2.5-4x its time; 0.2 s later, 1x), and the untimed run puts
+    the function back in the steady state of a training loop (warm caches, its own threads).
     """
     for fn in fns.values():
         for _ in range(warmup):
@@ -139,6 +141,7 @@ def interleaved(fns: dict, repeats: int, warmup: int = 2, gap: float = 0.0) -> d
         for name, fn in fns.items():
             if gap:
                 time.sleep(gap)
+                fn()
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)
