@@ -118,7 +118,7 @@ def machine(threads: int, torch=None, malloc: str = "") -> str:
                   else "PyTorch not installed: tinytorch columns only")
     blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     return (f"# {cpu}, {os.cpu_count()} cores, load avg {load}; Python {platform.python_version()}, "
-            f"numpy {np.__version__} ({blas}); tinytorch {functions.get_threads()} threads + numpy BLAS "
+            f"numpy {np.__version__} ({blas}); tinytorch {getattr(functions, 'get_threads', lambda: 1)()} threads + numpy BLAS "
             f"{blas_threads}; {torch_part}; {malloc}")
 
 
