@@ -1,15 +1,14 @@
 """The demo fine-tune's wall time: 100 steps of tinytorch.training.train_step on a text, as the
 Copilot demo runs them, from creating the optimizer to the last update.
 
-Defaults (issue 6): batch 16, AdamW at lr 3e-3 (no weight decay; 5% warmup, then cosine to lr/10,
-as demos/training.py), gradient clipping at 1.0, windows of the model's whole context (--context). The text is
-tinytorch's own source code; the model is freshly initialized unless --checkpoint is given (the
-time does not depend on the weights). PyTorch runs the same loop when installed.
+Defaults: the demo's own (demos/copilot.py): 100 steps, batch 8, windows of 64 characters, AdamW
+at the demo's learning rate for the model's width (no weight decay; 5% warmup, then cosine to
+lr/10, as demos/training.py), gradient clipping at 1.0. The text is tinytorch's own source code;
+the model is freshly initialized unless --checkpoint is given (the time does not depend on the
+weights). PyTorch runs the same loop when installed.
 
-    python benchmarks/finetune.py [--steps 100] [--batch 16] [--lr 3e-3] [--context 0] [--runs 3]
-                                  [--copilot-embd 64 128] [--checkpoint FOLDER]
-
-(The Copilot demo itself defaults to --batch 8 --context 64: demos/copilot.py.)
+    python benchmarks/finetune.py [--steps 100] [--batch 8] [--context 64] [--lr LR] [--runs 3]
+                                  [--copilot-embd 96] [--checkpoint FOLDER]
 """
 
 import argparse
@@ -29,27 +28,30 @@ def corpus() -> str:
     return "\n".join(open(f, encoding="utf-8").read() for f in files)
 
 
-def lr_at(step, lr, steps):
-    from tinytorch.optim import cosine_lr
+def lr(args, config) -> float:
+    from demos.copilot import recommended_lr
 
-    return cosine_lr(step, lr, warmup_steps=max(1, steps // 20), total_steps=steps, min_lr=lr / 10)
+    return args.lr or recommended_lr(config)
+
+
+def context(args, config) -> int:
+    return min(args.context or config.n_positions, config.n_positions)
 
 
 def tinytorch_run(model, ids, args):
+    """The demo's own loop (demos.training.train), timed from the optimizer's creation."""
     import numpy as np
 
-    from tinytorch.optim import AdamW, weight_decay_groups
-    from tinytorch.training import sample_batch, train_step
+    from demos.training import train
+    from tinytorch.training import sample_batch
 
     rng = np.random.default_rng(0)
+    window = context(args, model.config)
     start = time.perf_counter()
-    optimizer = AdamW(weight_decay_groups(model, 0.0), lr=args.lr)
-    model.train()
-    for step in range(args.steps):
-        x, y = sample_batch(ids, args.batch, args.context or model.config.n_positions, rng)
-        optimizer.set_lr(lr_at(step, args.lr, args.steps))
-        loss, _ = train_step(model, optimizer, x, y, max_grad_norm=1.0, step=step + 1)
-    return time.perf_counter() - start, loss
+    for progress in train(model, lambda: sample_batch(ids, args.batch, window, rng), args.steps,
+                          lr(args, model.config)):
+        pass
+    return time.perf_counter() - start, progress.loss
 
 
 def torch_run(torch, model, ids, args):
@@ -57,6 +59,7 @@ def torch_run(torch, model, ids, args):
 
     from torch_gpt import TorchGPT
 
+    from demos.training import lr_at
     from tinytorch.training import sample_batch
 
     c = model.config
@@ -64,12 +67,13 @@ def torch_run(torch, model, ids, args):
     net.load_tinytorch(model.state_dict())
     rng = np.random.default_rng(0)
     start = time.perf_counter()
-    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=0.0)
+    rate, window = lr(args, c), context(args, c)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=rate, weight_decay=0.0)
     for step in range(args.steps):
-        windows = sample_batch(ids, args.batch, args.context or c.n_positions, rng)
+        windows = sample_batch(ids, args.batch, window, rng)
         x, y = (torch.from_numpy(np.ascontiguousarray(a)) for a in windows)
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, args.lr, args.steps)
+            group["lr"] = lr_at(step, rate, args.steps)
         loss = torch.nn.functional.cross_entropy(net(x).reshape(-1, c.vocab_size), y.reshape(-1))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -81,10 +85,12 @@ def torch_run(torch, model, ids, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=100)
-    parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--context", type=int, default=0, help="window length; 0: the model's context")
+    # defaults None: the demo's (read after numpy's thread settings are made: demos imports numpy)
+    parser.add_argument("--steps", type=int, default=None, help="default: the demo's (100)")
+    parser.add_argument("--batch", type=int, default=None, help="default: the demo's (8)")
+    parser.add_argument("--lr", type=float, default=None, help="default: the demo's for the model's width")
+    parser.add_argument("--context", type=int, default=None,
+                        help="window length (default: the demo's, 64); 0: the model's context")
     parser.add_argument("--runs", type=int, default=3, help="fresh fine-tunes per model; the median is shown")
     parser.add_argument("--checkpoint", nargs="*", default=[], help="checkpoint folders instead of fresh models")
     parser.add_argument("--no-torch", action="store_true")
@@ -94,16 +100,20 @@ def main():
     import numpy as np
 
     import tinytorch
+    from demos import copilot as demo
     from tinytorch.nn import GPT
     from tinytorch.text import CharTokenizer
 
     torch = None if args.no_torch else harness.torch_or_none(args.threads)
     malloc = harness.tune_malloc(args.no_tune_malloc)
     print(harness.machine(args.threads, torch, malloc))
+    args.steps = args.steps or demo.STEPS
+    args.batch = args.batch or demo.BATCH
+    args.context = demo.CONTEXT if args.context is None else args.context
     text = corpus()
-    print(f"# {args.steps} steps of train_step, batch {args.batch}, AdamW lr {args.lr:g} (warmup + cosine), "
-          f"clip 1.0, context {args.context or '= the model'}; text: tinytorch's source ({len(text):,} chars); "
-          f"median of {args.runs} runs, wall seconds")
+    print(f"# {args.steps} steps of the demo's training loop, batch {args.batch}, AdamW lr "
+          f"{args.lr or 'as the demo (by width)'} (warmup + cosine), clip 1.0, context {args.context or '= the model'}; "
+          f"text: tinytorch's source ({len(text):,} chars); median of {args.runs} runs, wall seconds")
     print("| model | shape | tinytorch s | PyTorch s | budget |")
     print("|---|---|---:|---:|---|")
     if args.checkpoint:
@@ -127,10 +137,8 @@ def main():
             ids = np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8).astype(np.int64) % model.config.vocab_size
         ours, theirs = [], []
         for _ in range(args.runs):  # taking turns, fresh weights each time
-            time.sleep(harness.gap(args))  # see harness.interleaved
             ours.append(tinytorch_run(fresh(), ids, args)[0])
             if torch:
-                time.sleep(harness.gap(args))
                 theirs.append(torch_run(torch, fresh(), ids, args)[0])
         seconds = harness.median(ours)
         budget = BUDGET.get(name)

@@ -4,7 +4,7 @@ recomputing the context at every token (use_cache=False), for both Copilot sizes
 Both runs take the same tokens (tinytorch.generate's window policy: past the window, restart from
 its last 3/4), so the ratio is the cache's speedup alone. Sampling at temperature 0.8, seed 0.
 
-    python benchmarks/generation.py [--new-tokens 200] [--repeats 5] [--copilot-embd 64 128]
+    python benchmarks/generation.py [--new-tokens 200] [--repeats 5] [--copilot-embd 96]
 """
 
 import argparse
@@ -47,7 +47,7 @@ def main():
             outputs[use_cache] = model.generate(prompt, args.new_tokens, temperature=0.8, seed=0, use_cache=use_cache)
 
         times = harness.interleaved({"cached": lambda: run(True), "uncached": lambda: run(False)},
-                                    args.repeats, warmup=1, gap=harness.gap(args))
+                                    args.repeats, burst=1, settle=1)
         if outputs[True] != outputs[False]:
             print(f"# warning: {label}: cached and uncached generations differ", file=sys.stderr)
         cached = args.new_tokens / harness.median(times["cached"])

@@ -17,13 +17,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-# name: (n_embd, n_layer, n_head, context); copilot's n_embd is a parameter (--copilot-embd)
-SHAPES = {
-    "level1": (16, 1, 2, 8),
-    "copilot-tiny": (32, 2, 2, 64),
-    "copilot": (None, 4, 4, 128),
-    "larger": (64, 4, 4, 128),
-}
+# name: (n_embd, n_layer, n_head, context). The shipped models' shapes come from their pretraining
+# presets; the copilot's n_embd can be varied (--copilot-embd), and "larger" is issue 6's big shape.
+def _preset_shape(name):
+    from pretrain.config import PRESETS
+
+    p = PRESETS[name]
+    return p.n_embd, p.n_layer, p.n_head, p.n_positions
+
+
+SHAPES = {name: _preset_shape(name) for name in ("level1", "copilot-tiny", "copilot")}
+SHAPES["larger"] = (64, 4, 4, 128)
+COPILOT_EMBD = SHAPES["copilot"][0]  # the shipped default, 96
 VOCAB = 98  # the Copilot tokenizer's size: printable ASCII and a few specials
 # Issue 6's targets for the training step, tinytorch time / PyTorch time: (shape, batch) -> ratio
 STEP_TARGETS = {("level1", 16): 0.5, ("copilot-tiny", 16): 1.0, ("copilot-tiny", 64): 1.0,
@@ -34,21 +39,19 @@ def add_common_args(parser, default_threads: int | None = None) -> None:
     parser.add_argument("--threads", type=int, default=default_threads or min(2, os.cpu_count() or 1),
                         help="threads for each framework (default: min(2, cores))")
     parser.add_argument("--threading", choices=["tinytorch", "blas"], default="tinytorch",
-                        help="how tinytorch uses them: 'tinytorch' (default) splits its own ops across "
-                             "them with numpy's BLAS on 1 thread (tinytorch.memory.set_num_threads); "
-                             "'blas' leaves them to numpy's BLAS and runs tinytorch's ops on one")
-    parser.add_argument("--copilot-embd", type=int, nargs="*", default=[64, 128],
-                        help="n_embd of the 'copilot' shape, one row each (default: 64 128)")
-    parser.add_argument("--gap", type=float, default=None,
-                        help="seconds of rest before each timed run, so that one framework's spinning "
-                             "worker threads do not slow the other (default: 0.25 with >1 thread, else 0)")
+                        help="how tinytorch uses them: 'tinytorch' (default) splits a training step's "
+                             "batch over them with numpy's BLAS on 1 thread (tinytorch.memory.set_num_threads); "
+                             "'blas' leaves them to numpy's BLAS and runs each step in one piece")
+    parser.add_argument("--copilot-embd", type=int, nargs="*", default=[COPILOT_EMBD],
+                        help=f"n_embd of the 'copilot' shape, one row each (default: {COPILOT_EMBD}, "
+                             "the shipped model's)")
     parser.add_argument("--no-tune-malloc", action="store_true",
                         help="leave glibc's allocator at its defaults (see tinytorch.memory)")
 
 
 def setup_threads(threads: int, threading: str = "tinytorch") -> None:
     """Set numpy's BLAS threads (environment variables, read when numpy loads it) and tinytorch's
-    (TINYTORCH_NUM_THREADS, read when tinytorch.functions loads): see --threading."""
+    (TINYTORCH_NUM_THREADS, read when tinytorch.parallel loads): see --threading."""
     blas, own = (1, threads) if threading == "tinytorch" else (threads, 1)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(blas)
@@ -73,8 +76,8 @@ def shapes(names, copilot_embd):
     out = []
     for name in names:
         n_embd, n_layer, n_head, ctx = SHAPES[name]
-        for embd in (copilot_embd if n_embd is None else [n_embd]):
-            label = f"{name}-{embd}" if n_embd is None else name
+        for embd in (copilot_embd if name == "copilot" else [n_embd]):
+            label = name if name != "copilot" or embd == COPILOT_EMBD else f"{name}-{embd}"
             out.append((label, name, GPTConfig(vocab_size=VOCAB, n_positions=ctx, n_embd=embd,
                                                n_layer=n_layer, n_head=n_head)))
     return out
@@ -100,7 +103,10 @@ def machine(threads: int, torch=None, malloc: str = "") -> str:
     """One comment line: CPU, cores, load, Python, numpy + BLAS, threads, PyTorch, malloc."""
     import numpy as np
 
-    from tinytorch import functions
+    try:
+        from tinytorch.parallel import get_threads
+    except ImportError:  # an older tinytorch, measured for comparison: no threads of its own
+        get_threads = lambda: 1  # noqa: E731
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -118,38 +124,34 @@ def machine(threads: int, torch=None, malloc: str = "") -> str:
                   else "PyTorch not installed: tinytorch columns only")
     blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     return (f"# {cpu}, {os.cpu_count()} cores, load avg {load}; Python {platform.python_version()}, "
-            f"numpy {np.__version__} ({blas}); tinytorch {getattr(functions, 'get_threads', lambda: 1)()} threads + numpy BLAS "
+            f"numpy {np.__version__} ({blas}); tinytorch {get_threads()} threads + numpy BLAS "
             f"{blas_threads}; {torch_part}; {malloc}")
 
 
-def interleaved(fns: dict, repeats: int, warmup: int = 2, gap: float = 0.0) -> dict:
-    """Run each function `repeats` times, taking turns, and return name -> list of seconds.
+def interleaved(fns: dict, repeats: int, burst: int = 5, settle: int = 2) -> dict:
+    """Time each function `repeats` times, the functions taking turns in bursts, and return
+    name -> list of seconds.
 
     Taking turns means a burst of load from other processes hits every contender alike, so the
-    ratio of medians measured in one run is fair even on a busy machine. With `gap`, each timed
-    run follows `gap` seconds of sleep and one untimed run of the same function: with more than
-    one thread, OpenBLAS's and PyTorch's (OpenMP) worker threads keep spinning for a while after
-    their last task and slow down whatever runs next (measured here: a PyTorch op right after
-    numpy's 2-thread matmuls took 2.5-4x its time; 0.2 s later, 1x), and the untimed run puts
-    the function back in the steady state of a training loop (warm caches, its own threads).
+    ratio of medians measured in one run is fair even on a busy machine. Each turn first runs
+    the function `settle` times untimed, then `burst` times timed, back to back, as a training
+    loop runs: the timed runs see the steady state of that loop. Measured here, the first runs
+    of a turn are not it: with more than one thread, the other framework's worker threads keep
+    spinning for a while after its last task (a PyTorch op right after numpy's 2-thread matmuls
+    took 2.5-4x its time), and after a pause, a step that hands work to a second thread ran at
+    one thread's speed for a step or two (a copilot-tiny step: 21 ms back to back, 32 ms after
+    0.25 s of sleep).
     """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
     times = {name: [] for name in fns}
-    for _ in range(repeats):
+    while any(len(t) < repeats for t in times.values()):
         for name, fn in fns.items():
-            if gap:
-                time.sleep(gap)
+            for _ in range(settle):
                 fn()
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
+            for _ in range(min(burst, repeats - len(times[name]))):
+                start = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - start)
     return times
-
-
-def gap(args) -> float:
-    return args.gap if args.gap is not None else (0.25 if args.threads > 1 else 0.0)
 
 
 def median(values) -> float:

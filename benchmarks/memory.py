@@ -4,7 +4,7 @@ shape, as pretraining runs them (tune_malloc, AdamW, train_step with clipping, r
 Prints RSS at a few steps, the peak, and the growth from step 200 to the last step: a training
 loop that leaks (a graph kept alive, a list of losses as arrays, ...) grows every step.
 
-    python benchmarks/memory.py [--steps 2000] [--batch 32] [--copilot-embd 128]
+    python benchmarks/memory.py [--steps 2000] [--batch 32] [--copilot-embd 96]
 """
 
 import argparse
@@ -24,7 +24,6 @@ def main():
     parser.add_argument("--steps", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=32, help="default: the copilot pretraining preset's")
     harness.add_common_args(parser)
-    parser.set_defaults(copilot_embd=[128])
     args = parser.parse_args()
     harness.setup_threads(args.threads, args.threading)
     import numpy as np

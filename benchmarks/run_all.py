@@ -3,7 +3,7 @@
 training step vs PyTorch, generation with and without the KV cache, the demo fine-tune, memory
 over a pretraining run, import time.
 
-    python benchmarks/run_all.py [--quick] [--threads 2] [--threading tinytorch|blas] [--copilot-embd 64 128]
+    python benchmarks/run_all.py [--quick] [--threads 2] [--threading tinytorch|blas] [--copilot-embd 96]
 
 --quick: fewer repeats and 200 memory steps instead of 2,000 (a smoke run, not the figures).
 """
@@ -32,7 +32,7 @@ def main():
     if args.threading:
         threads += ["--threading", args.threading]
     embd = ["--copilot-embd", *args.copilot_embd] if args.copilot_embd else []
-    # memory: one run, of the largest copilot shape asked for (default: its own, 128)
+    # memory: one run, of the largest copilot shape asked for (default: the shipped one)
     memory_embd = ["--copilot-embd", max(args.copilot_embd, key=int)] if args.copilot_embd else []
     quick = args.quick
     runs = [

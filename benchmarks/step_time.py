@@ -7,7 +7,7 @@ tinytorch.training.train_step; PyTorch runs the same GPT-2 (benchmarks/torch_gpt
 weights) with torch.optim.AdamW and torch.nn.utils.clip_grad_norm_.
 
     python benchmarks/step_time.py [--repeats 30] [--shapes level1 copilot-tiny copilot larger]
-                                   [--batches 1 16 64] [--copilot-embd 64 128] [--threads 2]
+                                   [--batches 1 16 64] [--copilot-embd 96] [--threads 2]
 """
 
 import argparse
@@ -72,7 +72,8 @@ def main():
     malloc = harness.tune_malloc(args.no_tune_malloc)
     print(harness.machine(args.threads, torch, malloc))
     print(f"# training step: forward, cross-entropy, backward, clip 1.0, AdamW; median ms of "
-          f"{args.repeats}, tinytorch and PyTorch taking turns ({harness.gap(args):g} s apart)")
+          f"{args.repeats}, tinytorch and PyTorch taking turns "
+          f"(bursts of 5 steps, each after 2 untimed ones)")
     print("| shape | model | batch | tinytorch ms | PyTorch ms | ratio | target |")
     print("|---|---|---:|---:|---:|---:|---|")
     for label, name, config in harness.shapes(args.shapes, args.copilot_embd):
@@ -81,7 +82,7 @@ def main():
             fns = {"tinytorch": ours}
             if torch:
                 fns["torch"] = torch_step(torch, model, config, batch)
-            times = harness.interleaved(fns, args.repeats, gap=harness.gap(args))
+            times = harness.interleaved(fns, args.repeats)
             ours_ms = 1000 * harness.median(times["tinytorch"])
             target = harness.STEP_TARGETS.get((name, batch))
             if torch:

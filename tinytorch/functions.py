@@ -8,11 +8,7 @@ loop over batch, heads or positions.
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
-import queue
-import threading
 from functools import lru_cache
 
 import numpy as np
@@ -276,101 +272,6 @@ class GetItem(Function):
         return out
 
 
-# ===================================================================== more cores
-# numpy runs every elementwise op on one core. The fused ops below work row by row (batch
-# element by batch element for attention), so on big arrays they can split the rows into chunks
-# that this thread and helper threads take one at a time from a shared counter. Taking chunks,
-# rather than a fixed share each, matters on a busy machine: a helper the OS does not run costs
-# little, as this thread then takes the remaining chunks itself. numpy releases the GIL inside
-# its loops and BLAS calls, so the chunks really run in parallel. Results do not depend on the
-# number of threads: the chunks are fixed by the sizes, and each is the same computation.
-# Off by default (1 thread); tinytorch.memory.set_num_threads(n) turns it on, and sets numpy's
-# own BLAS to one thread, whose spinning threads would otherwise compete with these.
-_threads = max(1, int(os.environ.get("TINYTORCH_NUM_THREADS", "1")))
-# Work below which an op runs in one piece, in element operations (a matmul row of in x out
-# counts in*out/32): handing a chunk to another thread costs ~20-50 us.
-_PARALLEL_MIN = 1 << 19
-_jobs: queue.SimpleQueue = queue.SimpleQueue()  # what the helper threads wait on
-_helper_count, _helper_lock = 0, threading.Lock()
-
-
-def set_threads(n: int) -> None:
-    """How many threads the fused ops use, this one included (see tinytorch.memory.set_num_threads)."""
-    global _threads
-    _threads = max(1, int(n))
-
-
-def get_threads() -> int:
-    return _threads
-
-
-def _row_chunks(rows: int, work_per_row: int) -> list:
-    """[(start, stop)] covering range(rows): one chunk for small work, else up to 4 per thread
-    (small enough that the last one to finish does not keep the others waiting long)."""
-    total = rows * work_per_row
-    if _threads == 1 or rows < 2 or total < _PARALLEL_MIN:
-        return [(0, rows)]
-    n = min(rows, 4 * _threads, total // (_PARALLEL_MIN // 4))
-    bounds = [rows * i // n for i in range(n + 1)]
-    return list(zip(bounds[:-1], bounds[1:]))
-
-
-class _Job:
-    def __init__(self, fn, chunks):
-        self.fn, self.chunks = fn, chunks
-        self.next = itertools.count().__next__  # atomic under the GIL
-        self.errstate = np.geterr()  # the caller's floating-point error settings, for the helpers
-        self.lock, self.finished, self.done, self.error = threading.Lock(), 0, threading.Event(), None
-
-    def run(self):
-        with np.errstate(**self.errstate):
-            while (i := self.next()) < len(self.chunks):
-                try:
-                    self.fn(i, *self.chunks[i])
-                except BaseException as error:  # re-raised by the caller
-                    self.error = error
-                with self.lock:
-                    self.finished += 1
-                    if self.finished == len(self.chunks):
-                        self.done.set()
-
-
-def _helper_loop(jobs):
-    while True:
-        jobs.get().run()
-
-
-def _parallel(fn, chunks: list) -> None:
-    """fn(i, start, stop) for every chunk i, on this thread and the helper threads; returns when
-    all are done (and raises what any raised)."""
-    global _helper_count
-    helpers = min(_threads, len(chunks)) - 1
-    if helpers == 0:
-        for i, chunk in enumerate(chunks):
-            fn(i, *chunk)
-        return
-    with _helper_lock:
-        while _helper_count < helpers:  # started once; idle helpers sleep on the queue
-            threading.Thread(target=_helper_loop, args=(_jobs,), daemon=True, name="tinytorch").start()
-            _helper_count += 1
-    job = _Job(fn, chunks)
-    for _ in range(helpers):
-        _jobs.put(job)
-    job.run()
-    job.done.wait()
-    if job.error is not None:
-        raise job.error
-
-
-def _add_up(parts: list):
-    """The chunks' partial sums added in chunk order, so that the result does not depend on which
-    thread finished first."""
-    total = parts[0]
-    for part in parts[1:]:
-        total = total + part
-    return total
-
-
 # ===================================================================== fused transformer ops
 # Sizes at the kit's models: N = B*T rows of C = 16..128 features. Short rows make numpy's
 # per-row reductions slow, and every pass over an (N, C) array costs memory traffic, so these
@@ -401,20 +302,14 @@ class Linear(Function):
 
     Every product runs on the 2-D view x2d (N, in), N = all leading dims together: numpy
     multiplies a 3-D array by a matrix as one BLAS call per batch element, the 2-D view as one.
-    With more threads, chunks of rows go to different threads (see _parallel).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         x2d = x.reshape(-1, x.shape[-1])  # (N, in)
-        y = np.empty((len(x2d), weight.shape[1]), dtype=np.result_type(x2d, weight))  # (N, out)
-
-        def rows(i, a, b):
-            np.matmul(x2d[a:b], weight, out=y[a:b])
-            if bias is not None:
-                y[a:b] += bias
-
-        _parallel(rows, _row_chunks(len(x2d), weight.size // 32))
+        y = x2d @ weight  # (N, out)
+        if bias is not None:
+            y += bias
         ctx.save_for_backward(x2d, weight)
         ctx.x_shape = x.shape
         return y.reshape(*x.shape[:-1], weight.shape[1])
@@ -422,55 +317,34 @@ class Linear(Function):
     @staticmethod
     def backward(ctx, grad):
         x2d, weight = ctx.saved
-        need_x, need_w = ctx.needs_grad[:2]
-        need_b = len(ctx.needs_grad) > 2 and ctx.needs_grad[2]
+        needs = ctx.needs_grad
         grad2d = grad.reshape(-1, grad.shape[-1])  # (N, out)
-        grad_x = np.empty(x2d.shape, dtype=grad2d.dtype) if need_x else None
-        chunks = _row_chunks(len(x2d), weight.size // 32)
-        grad_ws, grad_bs = [None] * len(chunks), [None] * len(chunks)  # each chunk's share
-
-        def rows(i, a, b):
-            g = grad2d[a:b]  # (rows, out)
-            if need_x:
-                np.matmul(g, weight.T, out=grad_x[a:b])  # (rows, in)
-            if need_w:
-                grad_ws[i] = x2d[a:b].T @ g  # (in, rows) @ (rows, out)
-            if need_b:
-                grad_bs[i] = _column_sum(g)  # (out,)
-
-        _parallel(rows, chunks)
-        return (grad_x.reshape(ctx.x_shape) if need_x else None,
-                _add_up(grad_ws) if need_w else None, _add_up(grad_bs) if need_b else None)
+        grad_x = (grad2d @ weight.T).reshape(ctx.x_shape) if needs[0] else None  # (N, in)
+        grad_w = x2d.T @ grad2d if needs[1] else None  # (in, N) @ (N, out)
+        grad_b = _column_sum(grad2d) if len(needs) > 2 and needs[2] else None  # (out,)
+        return grad_x, grad_w, grad_b
 
 
 class LayerNorm(Function):
     """Normalize the last axis to zero mean and unit variance, then scale and shift.
 
-    x: (..., C)  weight, bias: (C,). Works on the 2-D view (N, C), in row chunks (see _parallel).
+    x: (..., C)  weight, bias: (C,). Works on the 2-D view (N, C).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps=1e-5):
         n = x.shape[-1]
         x2d = x.reshape(-1, n)
-        xhat, y = np.empty_like(x2d), np.empty_like(x2d)
-        rstd = np.empty(len(x2d), dtype=x.dtype)
         ones = _ones(n, x.dtype)
-
-        def rows(i, a, b):
-            xa, xhat_a = x2d[a:b], xhat[a:b]
-            np.subtract(xa, ((xa @ ones) * (1.0 / n))[:, None], out=xhat_a)  # centered
-            r = rstd[a:b]
-            np.matmul(xhat_a * xhat_a, ones, out=r)
-            r *= 1.0 / n
-            r += eps
-            np.sqrt(r, out=r)
-            np.reciprocal(r, out=r)  # 1 / std
-            xhat_a *= r[:, None]  # now normalized
-            np.multiply(xhat_a, weight, out=y[a:b])
-            y[a:b] += bias
-
-        _parallel(rows, _row_chunks(len(x2d), n))
+        xhat = x2d - ((x2d @ ones) * (1.0 / n))[:, None]  # centered, (N, C)
+        variance = (xhat * xhat) @ ones
+        variance *= 1.0 / n
+        variance += eps
+        rstd = np.sqrt(variance, out=variance)
+        np.reciprocal(rstd, out=rstd)  # (N,) 1 / std
+        xhat *= rstd[:, None]  # now normalized
+        y = xhat * weight
+        y += bias
         ctx.save_for_backward(xhat, rstd, weight)
         return y.reshape(x.shape)
 
@@ -479,27 +353,20 @@ class LayerNorm(Function):
         xhat, rstd, weight = ctx.saved  # (N, C), (N,), (C,)
         n = xhat.shape[1]
         grad2d = grad.reshape(-1, n)
-        grad_x = np.empty_like(xhat)
-        chunks = _row_chunks(len(xhat), n)
-        grad_ws, grad_bs = [None] * len(chunks), [None] * len(chunks)  # each chunk's share
-
-        def rows(i, a, b):
-            g, xh = grad2d[a:b], xhat[a:b]
-            gx = g * xh  # (rows, C), used twice below
-            grad_ws[i], grad_bs[i] = _column_sum(gx), _column_sum(g)
-            # With g' = grad * weight (the gradient reaching xhat), d/dx of (x - mean) * rstd is
-            #   rstd * (g' - mean(g') - xhat * mean(g' * xhat)): the gradient through the mean
-            #   and through the variance. Both means are matrix-vector products with `weight`:
-            #   mean(g') = grad @ weight / n,  mean(g' * xhat) = (grad * xhat) @ weight / n.
-            mean_g = (g @ weight) * (1.0 / n)  # (rows,)
-            mean_gx = (gx @ weight) * (1.0 / n)
-            out = np.multiply(g, weight, out=grad_x[a:b])
-            out -= mean_g[:, None]
-            out -= np.multiply(xh, mean_gx[:, None], out=gx)
-            out *= rstd[a:b, None]
-
-        _parallel(rows, chunks)
-        return grad_x.reshape(grad.shape), _add_up(grad_ws), _add_up(grad_bs)
+        gx = grad2d * xhat  # (N, C), used twice below
+        grad_w = _column_sum(gx)
+        grad_b = _column_sum(grad2d)
+        # With g = grad * weight (the gradient reaching xhat), d/dx of (x - mean) * rstd is
+        #   rstd * (g - mean(g) - xhat * mean(g * xhat)): the gradient through the mean and
+        #   through the variance. Both means are matrix-vector products with `weight`:
+        #   mean(g) = grad2d @ weight / n,  mean(g * xhat) = (grad2d * xhat) @ weight / n.
+        mean_g = (grad2d @ weight) * (1.0 / n)  # (N,)
+        mean_gx = (gx @ weight) * (1.0 / n)  # (N,)
+        grad_x = np.multiply(grad2d, weight, out=gx)  # g, reusing gx's buffer
+        grad_x -= mean_g[:, None]
+        grad_x -= xhat * mean_gx[:, None]
+        grad_x *= rstd[:, None]
+        return grad_x.reshape(grad.shape), grad_w, grad_b
 
 
 _GELU_C = math.sqrt(2.0 / math.pi)
@@ -513,51 +380,35 @@ class GELU(Function):
     Since 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), it is x * sigmoid(2u): one exp,
     no tanh, computed in place in one buffer. Where -2u > 88, exp overflows float32 to inf and
     sigmoid correctly becomes 1 / inf = 0, so the overflow warning is silenced, not the value.
-    Works on the 2-D view (N, F), in row chunks (see _parallel).
     """
 
     @staticmethod
     def forward(ctx, x):
-        x2d = x.reshape(-1, x.shape[-1])
-        s, y = np.empty_like(x2d), np.empty_like(x2d)
-
-        def rows(i, a, b):
-            xa, sa = x2d[a:b], s[a:b]
-            np.multiply(xa, xa, out=sa)
-            sa *= _GELU_B
-            sa += _GELU_A
-            sa *= xa  # -2u
-            with np.errstate(over="ignore"):
-                np.exp(sa, out=sa)
-            sa += 1.0
-            np.reciprocal(sa, out=sa)  # sigmoid(2u)
-            np.multiply(xa, sa, out=y[a:b])
-
-        _parallel(rows, _row_chunks(*x2d.shape))
-        ctx.save_for_backward(x2d, s)
-        return y.reshape(x.shape)
+        s = x * x
+        s *= _GELU_B
+        s += _GELU_A
+        s *= x  # -2u
+        with np.errstate(over="ignore"):
+            np.exp(s, out=s)
+        s += 1.0
+        np.reciprocal(s, out=s)  # sigmoid(2u)
+        ctx.save_for_backward(x, s)
+        return x * s
 
     @staticmethod
     def backward(ctx, grad):
-        x2d, s = ctx.saved
-        grad2d = grad.reshape(x2d.shape)
-        out = np.empty_like(x2d)
-
-        def rows(i, a, b):
-            # d/dx [x s(2u)] = s + x s (1 - s) d(2u)/dx = s (1 + (1 - s) x d(2u)/dx),
-            # with x d(2u)/dx = x (2c + 6c 0.044715 x^2) = x (-_GELU_A - 3 _GELU_B x^2)
-            xa, sa, t = x2d[a:b], s[a:b], out[a:b]
-            np.multiply(xa, xa, out=t)
-            t *= -3.0 * _GELU_B
-            t -= _GELU_A
-            t *= xa
-            t *= 1.0 - sa
-            t += 1.0
-            t *= sa
-            t *= grad2d[a:b]
-
-        _parallel(rows, _row_chunks(*x2d.shape))
-        return out.reshape(grad.shape)
+        x, s = ctx.saved
+        # d/dx [x s(2u)] = s + x s (1 - s) d(2u)/dx = s (1 + (1 - s) x d(2u)/dx),
+        # with x d(2u)/dx = x (2c + 6c 0.044715 x^2) = x (-_GELU_A - 3 _GELU_B x^2)
+        t = x * x
+        t *= -3.0 * _GELU_B
+        t -= _GELU_A
+        t *= x
+        t *= 1.0 - s
+        t += 1.0
+        t *= s
+        t *= grad
+        return t
 
 
 def _one_hot_product(ids: np.ndarray, grad2d: np.ndarray, num_rows: int) -> np.ndarray:
@@ -781,9 +632,8 @@ def _heads(x: np.ndarray, n_head: int) -> np.ndarray:
     return x.reshape(B, T, n_head, C // n_head).transpose(0, 2, 1, 3)
 
 
-def causal_attention_forward(qkv: np.ndarray, n_head: int, y: np.ndarray):
-    """Causal multi-head attention of the packed qkv (B, T, 3C), written into y (B, T, C);
-    returns what the backward needs: (q / sqrt(D), the weight blocks)."""
+def causal_attention_forward(qkv: np.ndarray, n_head: int):
+    """Causal multi-head attention of the packed qkv (B, T, 3C) -> (y (B, T, C), weight blocks)."""
     B, T, C3 = qkv.shape
     C, H = C3 // 3, n_head
     D = C // H
@@ -797,6 +647,7 @@ def causal_attention_forward(qkv: np.ndarray, n_head: int, y: np.ndarray):
         np.maximum.accumulate(k_norm, axis=1, out=k_norm)  # the largest |k_j| so far
         bound = (q_norm * k_norm).transpose(0, 2, 1)  # (B, H, T)
     q, k, v = _heads(q_scaled, H), _heads(k_packed, H), _heads(qkv[:, :, 2 * C:], H)  # (B, H, T, D)
+    y = np.empty((B, T, C), dtype=qkv.dtype)
     y_heads = _heads(y, H)
     weights = []
     for t0, t1 in _query_blocks(T):
@@ -809,11 +660,11 @@ def causal_attention_forward(qkv: np.ndarray, n_head: int, y: np.ndarray):
         w *= (1.0 / _row_sum(w))[..., None]
         np.matmul(w, v[:, :, :t1], out=y_heads[:, :, t0:t1])  # (B, H, t1 - t0, D) into y
         weights.append(w)
-    return q_scaled, weights
+    return y, q_scaled, weights
 
 
-def causal_attention_backward(qkv, q_scaled, weights, y, grad, n_head: int, grad_qkv: np.ndarray) -> None:
-    """Gradient of causal_attention_forward: grad (B, T, C) -> grad_qkv (B, T, 3C), written."""
+def causal_attention_backward(qkv, q_scaled, weights, y, grad, n_head: int) -> np.ndarray:
+    """Gradient of causal_attention_forward: grad (B, T, C) -> grad_qkv (B, T, 3C)."""
     B, T, C = grad.shape
     H = n_head
     D = C // H
@@ -821,7 +672,8 @@ def causal_attention_backward(qkv, q_scaled, weights, y, grad, n_head: int, grad
     delta = _row_sum((grad * y).reshape(B, T, H, D)).transpose(0, 2, 1)  # (B, H, T)
     k_scaled = _heads(qkv[:, :, C:2 * C] * (1.0 / math.sqrt(D)), H)  # for grad_q: the scale folded in
     q, v, grad_y = _heads(q_scaled, H), _heads(qkv[:, :, 2 * C:], H), _heads(grad, H)
-    grad_q, grad_k, grad_v = grad_qkv.reshape(B, T, 3, H, D).transpose(2, 0, 3, 1, 4)  # (B, H, T, D) views
+    grad_qkv = np.empty((B, T, 3, H, D), dtype=grad.dtype)  # packed like qkv
+    grad_q, grad_k, grad_v = grad_qkv.transpose(2, 0, 3, 1, 4)  # (B, H, T, D) views
     for (t0, t1), w in reversed(list(zip(_query_blocks(T), weights))):  # the last block sees every key
         # d loss / d scores = w * (gy . v_j - delta), (B, H, t1 - t0, t1)
         grad_s = np.matmul(grad_y[:, :, t0:t1], v[:, :, :t1].swapaxes(-1, -2))
@@ -834,6 +686,7 @@ def causal_attention_backward(qkv, q_scaled, weights, y, grad, n_head: int, grad
         else:
             grad_k[:, :, :t1] += np.matmul(grad_s.swapaxes(-1, -2), q[:, :, t0:t1])
             grad_v[:, :, :t1] += np.matmul(w.swapaxes(-1, -2), grad_y[:, :, t0:t1])
+    return grad_qkv.reshape(B, T, 3 * C)
 
 
 class CausalSelfAttention(Function):
@@ -855,28 +708,13 @@ class CausalSelfAttention(Function):
             k, v = cache.append(k, v)  # (B, H, T_past + T, D)
             y, _ = attention_forward(q, k, v, causal=True)
             return y.transpose(0, 2, 1, 3).reshape(B, T, C)
-        # batch elements are independent: chunks of them may run on other cores (see _parallel)
-        chunks = _row_chunks(B, n_head * T * T)
-        y = np.empty((B, T, C), dtype=qkv.dtype)
-        saved = [None] * len(chunks)  # each chunk's (q / sqrt(D), weight blocks)
-
-        def rows(i, a, b):
-            saved[i] = causal_attention_forward(qkv[a:b], n_head, y[a:b])
-
-        _parallel(rows, chunks)
-        ctx.save_for_backward(qkv, y, saved)
-        ctx.n_head, ctx.chunks = n_head, chunks
+        y, q_scaled, weights = causal_attention_forward(qkv, n_head)
+        ctx.save_for_backward(qkv, q_scaled, weights, y)
+        ctx.n_head = n_head
         return y
 
     @staticmethod
     def backward(ctx, grad):
         if ctx.has_cache:
             raise RuntimeError("attention over a KV cache is for generation only; it has no backward")
-        qkv, y, saved = ctx.saved
-        grad_qkv = np.empty(qkv.shape, dtype=qkv.dtype)  # packed like qkv (C order: the views below write into it)
-
-        def rows(i, a, b):
-            causal_attention_backward(qkv[a:b], *saved[i], y[a:b], grad[a:b], ctx.n_head, grad_qkv[a:b])
-
-        _parallel(rows, ctx.chunks)
-        return grad_qkv, None
+        return causal_attention_backward(*ctx.saved, grad, ctx.n_head), None

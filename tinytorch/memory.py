@@ -20,11 +20,11 @@ Threads. OpenBLAS splits every matrix product above a small size across all core
 threads spin while they wait for each other. On a busy machine (a pretraining run in the
 background, two demo sessions) a thread that the OS does not schedule stalls every product:
 measured on a 2-core machine with a pretraining run alongside, a copilot training step took 10x
-longer with 2 BLAS threads than with 1, and generation 20x. tinytorch can instead split its own
-work (matmuls by rows, elementwise ops, attention by batch) into chunks that n threads take from
-a shared counter, so a busy core slows it down only by the share it cannot do:
+longer with 2 BLAS threads than with 1, and generation 20x. tinytorch can instead split a
+training step's batch into shards that run in n threads of their own (tinytorch.parallel), with
+numpy's BLAS on one thread in each:
 
-    tinytorch.memory.set_num_threads(2)   # tinytorch on 2 threads, numpy's BLAS on 1
+    tinytorch.memory.set_num_threads(2)   # training steps on 2 threads, numpy's BLAS on 1
     tinytorch.memory.set_num_threads(1)   # everything on one core: a shared machine
 """
 
@@ -142,15 +142,15 @@ def _openblas():
 
 
 def set_num_threads(n: int) -> bool:
-    """Run tinytorch's training and generation on n threads: its fused ops split big arrays into
-    chunks that n threads share (small ones stay on one), and numpy's OpenBLAS goes to one thread,
-    whose own spinning threads would compete with them. Returns whether numpy's BLAS could be set
-    (see set_blas_threads); tinytorch's own thread count is set either way. Call it at the start
-    of a script, not while other threads are inside numpy. The environment variable
+    """Run tinytorch's training steps on n threads: train_step splits its batch into up to n
+    shards (tinytorch.parallel), and numpy's OpenBLAS goes to one thread, whose own spinning
+    threads would compete with them. Returns whether numpy's BLAS could be set (see
+    set_blas_threads); tinytorch's own thread count is set either way. Call it at the start of a
+    script, not while other threads are inside numpy. The environment variable
     TINYTORCH_NUM_THREADS sets tinytorch's count at import (default 1)."""
-    from . import functions
+    from . import parallel
 
-    functions.set_threads(n)
+    parallel.set_threads(n)
     return set_blas_threads(1)
 
 

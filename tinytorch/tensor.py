@@ -49,6 +49,32 @@ class no_grad:
         return wrapper
 
 
+class _GradSink(threading.local):
+    """Where this thread's backward() puts leaf gradients: None means into each leaf's .grad; a
+    dict means into it, {leaf: gradient} (see collect_grads)."""
+
+    grads: dict | None = None
+
+
+_grad_sink = _GradSink()
+
+
+class collect_grads:
+    """Context manager: backward() calls in this thread put leaf gradients into a dict instead of
+    the leaves' .grad, and `with collect_grads() as grads:` gives that dict ({leaf: array}).
+
+    tinytorch.parallel runs one backward per shard of a batch in several threads over the same
+    parameters: each collects its own gradients, and the caller adds them up in a fixed order.
+    """
+
+    def __enter__(self) -> dict:
+        self.outer, _grad_sink.grads = _grad_sink.grads, {}
+        return _grad_sink.grads
+
+    def __exit__(self, *exc):
+        _grad_sink.grads = self.outer
+
+
 class Function:
     """One differentiable operation. Subclasses write two static methods on numpy arrays:
 
@@ -250,13 +276,17 @@ class Tensor:
 
 
 def _accumulate_leaf_grad(leaf: Tensor, g: np.ndarray) -> None:
-    """leaf.grad += g, where leaf.grad None counts as 0.
+    """leaf.grad += g, where leaf.grad None counts as 0 (or the same into collect_grads' dict).
 
     g may be shared with other nodes, so it is copied, never kept. A Parameter that an optimizer
     manages has `_grad_buffer`, its slice of the optimizer's one flat gradient array: its
     gradient is written there, so that clipping and the update read one array instead of
     gathering dozens (see optim.py). Anything else gets a fresh array, as in PyTorch.
     """
+    sink = _grad_sink.grads
+    if sink is not None:
+        sink[leaf] = sink[leaf] + g if leaf in sink else np.array(g, dtype=leaf.dtype)
+        return
     buffer = getattr(leaf, "_grad_buffer", None)
     if leaf.grad is None:
         if buffer is not None and buffer.shape == leaf.data.shape and buffer.dtype == leaf.data.dtype:

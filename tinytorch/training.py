@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from .nn import functional as F
 from .optim import clip_grad_norm_
+from .parallel import loss_and_backward
 
 
 class DivergenceError(FloatingPointError):
@@ -33,15 +33,14 @@ def sample_batch(ids: np.ndarray, batch_size: int, context: int, rng: np.random.
 def train_step(model, optimizer, x, y, max_grad_norm: float | None = 1.0, step: int | None = None):
     """One step: forward, cross-entropy, backward, clip, update. Returns (loss, gradient norm).
 
-    A non-finite loss or gradient raises DivergenceError and leaves the weights untouched.
+    A non-finite loss or gradient raises DivergenceError and leaves the weights untouched. With
+    tinytorch.memory.set_num_threads(n), the batch is split over n threads (tinytorch.parallel).
     """
+    optimizer.zero_grad()
     with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below, in words
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad()
-        loss.backward()
+        value = loss_and_backward(model, np.asarray(x), np.asarray(y))
     params = [p for group in optimizer.param_groups for p in group["params"]]
     norm = clip_grad_norm_(params, max_grad_norm if max_grad_norm else math.inf)
-    value = loss.item()
     if not (math.isfinite(value) and math.isfinite(norm)):
         where = f" at step {step}" if step is not None else ""
         lr = optimizer.param_groups[0]["lr"]
