@@ -29,6 +29,7 @@ class TrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     seed: int = 1337
+    threads: int = 0  # training-step threads (tinytorch.parallel); 0 = min(2, cores). Fix it to repeat a run bit for bit
     # bookkeeping
     eval_every: int = 1000
     eval_chars: int = 60_000  # validation characters scored at each evaluation (a fixed slice)

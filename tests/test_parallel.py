@@ -113,3 +113,11 @@ def test_set_num_threads_sets_tinytorch_and_blas_threads():
         parallel.set_threads(before)
         if before_blas is not None:
             memory.set_blas_threads(before_blas)
+
+
+def test_num_threads_restores_both_counts():
+    before_blas, before = memory.blas_threads(), parallel.get_threads()
+    with memory.num_threads(before + 1):
+        assert parallel.get_threads() == before + 1
+        assert memory.blas_threads() in (1, None)
+    assert parallel.get_threads() == before and memory.blas_threads() == before_blas

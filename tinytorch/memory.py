@@ -33,6 +33,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from contextlib import contextmanager
 
 # mallopt parameter numbers, from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
@@ -152,6 +153,22 @@ def set_num_threads(n: int) -> bool:
 
     parallel.set_threads(n)
     return set_blas_threads(1)
+
+
+@contextmanager
+def num_threads(n: int):
+    """set_num_threads(n) for a `with` block; both thread counts come back after it (so that a
+    training run started in-process, as tests start them, leaves the process as it found it)."""
+    from . import parallel
+
+    before, before_blas = parallel.get_threads(), blas_threads()
+    set_num_threads(n)
+    try:
+        yield
+    finally:
+        parallel.set_threads(before)
+        if before_blas is not None:
+            set_blas_threads(before_blas)
 
 
 def set_blas_threads(n: int) -> bool:
