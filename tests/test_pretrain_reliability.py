@@ -41,7 +41,7 @@ def assert_latest_is_complete(out: Path):
 
 
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path, corpus):  # noqa: F811
-    steps = 500
+    steps = 800  # enough that 20 kills land before the end, however fast the machine
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert run(args_for(corpus, straight, steps)) == 0
 
@@ -53,7 +53,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
         while proc.poll() is None and (not (killed / "metrics.jsonl").exists()
                                        or len(train_records(killed)) <= min(logged, steps - 1)):
             time.sleep(0.01)  # until the resumed run has trained at least one more step
-        time.sleep(rng.uniform(0.0, 0.25))  # then at a random moment: mid-step, mid-save, mid-log
+        time.sleep(rng.uniform(0.0, 0.12))  # then at a random moment: mid-step, mid-save, mid-log
         if proc.poll() is not None:
             break  # finished before the kill
         proc.send_signal(signal.SIGKILL)
@@ -65,10 +65,12 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
 
     assert kills == 20, f"the run finished after only {kills} kills; make it longer"
     done = [p for p in progress if p is not None]
-    assert done == sorted(done) and len(set(done)) > 5  # each resume went on from the last save
+    # each resume went on from the last save
+    assert done == sorted(done) and len(set(done)) > 5, f"the latest step after each kill: {progress}"
     a, b = train_records(straight), train_records(killed)
-    assert [r["step"] for r in b] == list(range(1, steps + 1))
-    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    assert [r["step"] for r in b] == list(range(1, steps + 1)), f"logged steps: {[r['step'] for r in b]}"
+    differ = [r["step"] for r, q in zip(a, b) if r["loss"] != q["loss"]]
+    assert not differ, f"losses differ from the uninterrupted run's at steps {differ[:10]} (kills at {progress})"
     final_a = load_model(straight / f"step-{steps:06d}" / "model").state_dict()
     final_b = load_model(killed / f"step-{steps:06d}" / "model").state_dict()
     for name in final_a:

@@ -40,7 +40,7 @@ _threads = max(1, int(os.environ.get("TINYTORCH_NUM_THREADS", "1")))
 # lost below it: 3x slower for level1 at batch 16); at 33,000 it was 1.2-1.4x faster.
 MIN_SHARD_ACTIVATIONS = 20_000
 _pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
+_pool_size, _pool_lock = 0, threading.Lock()
 
 
 def set_threads(n: int) -> None:
@@ -54,11 +54,12 @@ def get_threads() -> int:
 
 
 def _helpers(n: int) -> ThreadPoolExecutor:
-    """The helper threads, started on first use and kept: idle ones sleep."""
-    global _pool
+    """At least n helper threads, started on first use and kept: idle ones sleep. (A smaller pool
+    replaced by a bigger one lets its threads go when it is garbage-collected.)"""
+    global _pool, _pool_size
     with _pool_lock:
-        if _pool is None or _pool._max_workers < n:
-            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch")
+        if _pool_size < n:
+            _pool, _pool_size = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tinytorch"), n
         return _pool
 
 
@@ -66,8 +67,8 @@ def shards(model, batch: int, seq_len: int) -> list[slice]:
     """The batch rows each thread takes: as many near-equal shards as there are threads, fewer
     when a shard would be too small to pay for its thread, and one while dropout is drawing
     random numbers (their order across threads would change from run to run)."""
-    per_sequence = seq_len * model.config.n_embd
-    n = max(1, min(_threads, batch, batch * per_sequence // MIN_SHARD_ACTIVATIONS))
+    width = getattr(getattr(model, "config", None), "n_embd", 0)  # a GPT's; other models stay whole
+    n = max(1, min(_threads, batch, batch * seq_len * width // MIN_SHARD_ACTIVATIONS))
     if n > 1 and model.training and any(isinstance(m, Dropout) and m.p > 0 for m in model.modules()):
         n = 1
     bounds = [batch * i // n for i in range(n + 1)]
