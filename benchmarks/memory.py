@@ -1,19 +1,25 @@
-"""Memory of a pretraining run: resident set size (RSS) over N training steps of the Copilot
-shape, as pretraining runs them (tune_malloc, AdamW, train_step with clipping, random windows).
+"""Memory of a real pretraining run: `python -m pretrain copilot --steps 2000` in a child process,
+with its corpus, evaluations and checkpoints, as an instructor runs it. Reads the resident set
+size (RSS) the run logs every 50 steps (`rss_mb` in metrics.jsonl) and the child's peak RSS as
+the kernel counted it.
 
 Prints RSS at a few steps, the peak, and the growth from step 200 to the last step: a training
 loop that leaks (a graph kept alive, a list of losses as arrays, ...) grows every step.
 
-    python benchmarks/memory.py [--steps 2000] [--batch 32] [--copilot-embd 96]
+    python benchmarks/memory.py [--steps 2000] [--threads 2] [--copilot-embd 96] [--keep-run DIR]
 """
 
 import argparse
+import json
 import os
+import resource
+import subprocess
 import sys
+import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import harness  # noqa: E402  (before numpy: it sets the BLAS thread count)
+import harness  # noqa: E402
 
 PEAK_BUDGET_MB = 1024  # issue 6: peak RSS at most 1 GB
 GROWTH_BUDGET = 0.10  # and RSS at the last step within 10% of step 200
@@ -22,47 +28,35 @@ GROWTH_BUDGET = 0.10  # and RSS at the last step within 10% of step 200
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=32, help="default: the copilot pretraining preset's")
+    parser.add_argument("--keep-run", default="", help="run folder to keep (default: a temporary one)")
     harness.add_common_args(parser)
     args = parser.parse_args()
-    harness.setup_threads(args.threads, args.threading)
-    import numpy as np
-
-    import tinytorch
-    from tinytorch.memory import peak_rss_bytes, rss_bytes
-    from tinytorch.nn import GPT
-    from tinytorch.optim import AdamW, cosine_lr, weight_decay_groups
-    from tinytorch.training import sample_batch, train_step
-
-    malloc = harness.tune_malloc(args.no_tune_malloc)
-    print(harness.machine(args.threads, None, malloc).replace("PyTorch not installed: tinytorch columns only",
-                                                               "tinytorch only"))
-    mb = 1 / 2**20
-    checkpoints = sorted({s for s in (1, 10, 100, 200, 500, 1000, args.steps // 2, args.steps) if s <= args.steps})
-    for label, _, config in harness.shapes(["copilot"], args.copilot_embd):
-        tinytorch.manual_seed(0)
-        model = GPT(config)
-        optimizer = AdamW(weight_decay_groups(model, 0.1), lr=2e-3, betas=(0.9, 0.95))
-        ids = np.random.default_rng(0).integers(0, config.vocab_size, 1_000_000)
-        rng = np.random.default_rng(1)
-        print(f"# {label} ({harness.describe(config)}, {model.num_parameters():,} parameters), batch {args.batch}, "
-              f"{args.steps} steps; RSS before the first step {rss_bytes() * mb:.0f} MiB")
-        print("| step | RSS MiB | seconds so far |")
-        print("|---:|---:|---:|")
-        rss, start = {}, time.perf_counter()
-        for step in range(1, args.steps + 1):
-            optimizer.set_lr(cosine_lr(step, 2e-3, 200, args.steps, 2e-4))
-            x, y = sample_batch(ids, args.batch, config.n_positions, rng)
-            train_step(model, optimizer, x, y, max_grad_norm=1.0, step=step)
-            if step in checkpoints:
-                rss[step] = rss_bytes() * mb
-                print(f"| {step} | {rss[step]:.0f} | {time.perf_counter() - start:.0f} |", flush=True)
-        peak = max(peak_rss_bytes() * mb, max(rss.values()))  # the kernel's peak, or what we saw
-        first = rss.get(200, rss[min(rss)])
-        growth = rss[args.steps] / first - 1
-        print(f"peak RSS {peak:.0f} MiB (budget {PEAK_BUDGET_MB}: {'met' if peak <= PEAK_BUDGET_MB else 'MISSED'}); "
-              f"RSS step {args.steps} vs step {200 if 200 in rss else min(rss)}: {growth:+.1%} "
-              f"(budget +-{GROWTH_BUDGET:.0%}: {'met' if abs(growth) <= GROWTH_BUDGET else 'MISSED'})")
+    (embd,) = args.copilot_embd[-1:]  # one run, of the last shape asked for
+    harness.setup_threads(args.threads, args.threading)  # for the machine line; the run gets --threads
+    print(harness.machine(args.threads, None, "malloc: tuned by pretrain").replace(
+        "PyTorch not installed: tinytorch columns only", "tinytorch only"))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = args.keep_run or os.path.join(tmp, "run")
+        command = [sys.executable, "-m", "pretrain", "copilot", "--steps", str(args.steps), "--n-embd", str(embd),
+                   "--threads", str(args.threads), "--out", out, "--quiet"]
+        print(f"# {' '.join(['python', *command[1:]])}")
+        start = time.perf_counter()
+        subprocess.run(command, cwd=harness.ROOT, check=True)
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # KiB on Linux -> MiB
+        with open(os.path.join(out, "metrics.jsonl")) as f:
+            rss = {r["step"]: r["rss_mb"] for r in map(json.loads, f) if r.get("kind") == "train"}
+    shown = sorted({s for s in (50, 200, 500, 1000, args.steps // 2, args.steps) if s in rss})
+    print(f"# {args.steps} steps in {seconds:.0f} s, evaluations and checkpoints included")
+    print("| step | RSS MiB |")
+    print("|---:|---:|")
+    for step in shown:
+        print(f"| {step} | {rss[step]:.0f} |")
+    first = 200 if 200 in rss else min(rss)
+    growth = rss[args.steps] / rss[first] - 1
+    print(f"peak RSS {peak:.0f} MiB (budget {PEAK_BUDGET_MB}: {'met' if peak <= PEAK_BUDGET_MB else 'MISSED'}); "
+          f"RSS step {args.steps} vs step {first}: {growth:+.1%} "
+          f"(budget +-{GROWTH_BUDGET:.0%}: {'met' if abs(growth) <= GROWTH_BUDGET else 'MISSED'})")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 import tinytorch
+from tinytorch import memory
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.optim import AdamW, cosine_lr, weight_decay_groups
 from tinytorch.text import CharTokenizer
@@ -177,7 +178,8 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
                 mean = interval[0] / interval[1]
                 rate = tokens_per_step / max(time.perf_counter() - t0, 1e-9)
                 run_state.append_metrics(out, {"kind": "train", "step": step, "loss": mean, "lr": lr,
-                                               "grad_norm": norm, "elapsed": round(elapsed, 2)})
+                                               "grad_norm": norm, "elapsed": round(elapsed, 2),
+                                               "rss_mb": round(memory.rss_bytes() / 2**20, 1)})
                 bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{rate:,.0f}")
                 interval = [0.0, 0]
             if step % cfg.eval_every == 0 or step == cfg.steps:

@@ -87,6 +87,16 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus, monkeypatch):
     assert sorted(p.name for p in resumed.glob("step-*")) == ["step-000015", "step-000020"]  # --keep 2
 
 
+def test_train_records_log_the_resident_memory(tmp_path, corpus):
+    import resource
+
+    out = tmp_path / "run"
+    assert run(tiny_copilot_args(corpus, out, steps=3)) == 0
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    for record in train_records(out):  # this process's RSS then: below its peak so far, above numpy's size
+        assert 20 < record["rss_mb"] <= peak_mb + 1
+
+
 def test_copilot_export_has_card_metrics_and_figures(tmp_path, corpus):
     export = tmp_path / "export"
     assert run(tiny_copilot_args(corpus, tmp_path / "run") + ["--export", str(export)]) == 0
