@@ -30,7 +30,7 @@ import numpy as np
 
 from .nn import functional as F
 from .nn.layers import Dropout
-from .tensor import _accumulate_leaf_grad, collect_grads
+from .tensor import accumulate_grad, collect_grads
 
 _threads = max(1, int(os.environ.get("TINYTORCH_NUM_THREADS", "1")))
 # The smallest shard worth a thread, in activations: positions x n_embd, the size of each (N, C)
@@ -109,5 +109,5 @@ def loss_and_backward(model, x: np.ndarray, y: np.ndarray, ignore_index: int = -
     results = [first] + [future.result() for future in futures]  # result() re-raises a shard's error
     for _, grads in results:  # in shard order: the same sums every run
         for leaf, grad in grads.items():
-            _accumulate_leaf_grad(leaf, grad)
+            accumulate_grad(leaf, grad)
     return sum(loss for loss, _ in results)

@@ -218,7 +218,7 @@ class Tensor:
             ctx = node._ctx
             if ctx is None:  # a leaf: accumulate
                 if g is not None:
-                    _accumulate_leaf_grad(node, g)
+                    accumulate_grad(node, g)
                 continue
             node._ctx = None  # free the graph as we go
             if g is None:
@@ -275,7 +275,7 @@ class Tensor:
         return _F.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
 
 
-def _accumulate_leaf_grad(leaf: Tensor, g: np.ndarray) -> None:
+def accumulate_grad(leaf: Tensor, g: np.ndarray) -> None:
     """leaf.grad += g, where leaf.grad None counts as 0 (or the same into collect_grads' dict).
 
     g may be shared with other nodes, so it is copied, never kept. A Parameter that an optimizer
