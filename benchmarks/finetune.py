@@ -96,7 +96,7 @@ def main():
     parser.add_argument("--no-torch", action="store_true")
     harness.add_common_args(parser)
     args = parser.parse_args()
-    harness.setup_threads(args.threads, args.threading)
+    torch = harness.start(args)
     import numpy as np
 
     import tinytorch
@@ -104,9 +104,6 @@ def main():
     from tinytorch.nn import GPT
     from tinytorch.text import CharTokenizer
 
-    torch = None if args.no_torch else harness.torch_or_none(args.threads)
-    malloc = harness.tune_malloc(args.no_tune_malloc)
-    print(harness.machine(args.threads, torch, malloc))
     args.steps = args.steps or demo.STEPS
     args.batch = args.batch or demo.BATCH
     args.context = demo.CONTEXT if args.context is None else args.context

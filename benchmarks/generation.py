@@ -24,15 +24,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     harness.add_common_args(parser)
     args = parser.parse_args()
-    harness.setup_threads(args.threads, args.threading)
+    harness.start(args, compare_torch=False)
     import numpy as np
 
     import tinytorch
     from tinytorch.nn import GPT
 
-    malloc = harness.tune_malloc(args.no_tune_malloc)
-    print(harness.machine(args.threads, None, malloc).replace("PyTorch not installed: tinytorch columns only",
-                                                               "tinytorch only"))
     print(f"# batch 1, {args.prompt_tokens}-token prompt, {args.new_tokens} new tokens, temperature 0.8; "
           f"median of {args.repeats}, cached and uncached taking turns")
     print("| model | shape | cached tokens/s | uncached tokens/s | speedup | target |")

@@ -1,8 +1,8 @@
 """What the benchmark scripts share: thread settings, the model shapes, a description of the
 machine, and interleaved timing.
 
-Import this first, before numpy: `setup_threads` sets the BLAS thread count through environment
-variables, which OpenBLAS reads once, when numpy loads it.
+Import this first, and call `start` before importing numpy: it sets the BLAS thread count through
+environment variables, which OpenBLAS reads once, when numpy loads it.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ def setup_threads(threads: int, threading: str = "tinytorch") -> None:
         print("# warning: numpy or tinytorch was imported before the thread counts were set", file=sys.stderr)
 
 
+def start(args, compare_torch: bool = True, malloc: str = "") -> object:
+    """What every benchmark does first, in this order: thread settings (before numpy loads),
+    PyTorch if it is compared and installed, glibc's allocator (unless `malloc` already says how it
+    is set), and the machine line. Returns the torch module or None."""
+    setup_threads(args.threads, args.threading)
+    compare_torch = compare_torch and not getattr(args, "no_torch", False)
+    torch = torch_or_none(args.threads) if compare_torch else None
+    print(machine(args.threads, torch, malloc or tune_malloc(args.no_tune_malloc), compare_torch))
+    return torch
+
+
 def torch_or_none(threads: int):
     try:
         import torch
@@ -99,7 +110,7 @@ def tune_malloc(disabled: bool) -> str:
            f"trim {s['trim_threshold'] >> 20} MiB)"
 
 
-def machine(threads: int, torch=None, malloc: str = "") -> str:
+def machine(threads: int, torch=None, malloc: str = "", compare_torch: bool = True) -> str:
     """One comment line: CPU, cores, load, Python, numpy + BLAS, threads, PyTorch, malloc."""
     import numpy as np
 
@@ -121,7 +132,7 @@ def machine(threads: int, torch=None, malloc: str = "") -> str:
         blas = "BLAS ?"
     load = " ".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     torch_part = (f"torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
-                  else "PyTorch not installed: tinytorch columns only")
+                  else "PyTorch not installed: tinytorch columns only" if compare_torch else "tinytorch only")
     blas_threads = os.environ.get("OPENBLAS_NUM_THREADS", "default")
     return (f"# {cpu}, {os.cpu_count()} cores, load avg {load}; Python {platform.python_version()}, "
             f"numpy {np.__version__} ({blas}); tinytorch {get_threads()} threads + numpy BLAS "

@@ -32,9 +32,7 @@ def main():
     harness.add_common_args(parser)
     args = parser.parse_args()
     (embd,) = args.copilot_embd[-1:]  # one run, of the last shape asked for
-    harness.setup_threads(args.threads, args.threading)  # for the machine line; the run gets --threads
-    print(harness.machine(args.threads, None, "malloc: tuned by pretrain").replace(
-        "PyTorch not installed: tinytorch columns only", "tinytorch only"))
+    harness.start(args, compare_torch=False, malloc="malloc: tuned by pretrain")  # the run gets --threads
     with tempfile.TemporaryDirectory() as tmp:
         out = args.keep_run or os.path.join(tmp, "run")
         command = [sys.executable, "-m", "pretrain", "copilot", "--steps", str(args.steps), "--n-embd", str(embd),

@@ -67,10 +67,7 @@ def main():
     parser.add_argument("--no-torch", action="store_true", help="tinytorch only")
     harness.add_common_args(parser)
     args = parser.parse_args()
-    harness.setup_threads(args.threads, args.threading)
-    torch = None if args.no_torch else harness.torch_or_none(args.threads)
-    malloc = harness.tune_malloc(args.no_tune_malloc)
-    print(harness.machine(args.threads, torch, malloc))
+    torch = harness.start(args)
     print(f"# training step: forward, cross-entropy, backward, clip 1.0, AdamW; median ms of "
           f"{args.repeats}, tinytorch and PyTorch taking turns "
           f"(bursts of 5 steps, each after 2 untimed ones)")

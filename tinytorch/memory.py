@@ -34,6 +34,7 @@ import ctypes
 import ctypes.util
 import sys
 from contextlib import contextmanager
+from functools import lru_cache
 
 # mallopt parameter numbers, from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
@@ -119,8 +120,10 @@ _OPENBLAS_SYMBOLS = [
 ]
 
 
+@lru_cache(maxsize=1)
 def _openblas():
-    """(set, get) functions of the OpenBLAS that numpy loaded, or None (not Linux, not OpenBLAS)."""
+    """(set, get) functions of the OpenBLAS that numpy loaded, or None (not Linux, not OpenBLAS).
+    Looked up once: numpy loads its BLAS when imported, and this imports numpy first."""
     import numpy  # noqa: F401  (loads the BLAS library, if it is not loaded yet)
 
     try:
