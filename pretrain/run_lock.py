@@ -35,8 +35,7 @@ def hold(out: Path):
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise RunFolderBusy(f"{out} is in use by another run{_holder(fd)}; wait for it to finish, stop it "
-                                "(Ctrl-C or kill -INT saves first), or give another --out") from None
+            raise RunFolderBusy(f"{out} is in use by another run{_holder(fd)}") from None
         me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(me).encode(), 0)
@@ -49,10 +48,14 @@ def hold(out: Path):
 
 
 def _holder(fd: int) -> str:
-    """': pid 123 on host h, started 2026-01-31 22:05:09 UTC', from the lock file the holder wrote."""
+    """': pid 123 on host h, started 2026-01-31 22:05:09 UTC; wait ...', from the lock file the holder wrote."""
     try:
         holder = json.loads(os.pread(fd, 4096, 0))
         started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(holder["started"]))
-        return f": pid {holder['pid']} on host {holder['host']}, started {started}"
+        pid, host = int(holder["pid"]), str(holder["host"])
     except (ValueError, KeyError, TypeError, OSError):
-        return ", which is just starting"  # it took the lock an instant ago and has not written its name yet
+        # it took the lock an instant ago and has not written its name yet
+        return ", which is just starting; wait for it to finish, stop it, or give another --out"
+    stop = f"kill -INT {pid}" if host == socket.gethostname() else f"Ctrl-C on {host}"
+    return (f": pid {pid} on host {host}, started {started}; wait for it to finish, stop it "
+            f"({stop}: it saves first), or give another --out")

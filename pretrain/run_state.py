@@ -86,10 +86,14 @@ def save_step(out: Path, step: int, model, tokenizer, optimizer, trainer_state: 
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     replace_folder(folder, write)
-    pointer = out / f".{LATEST}.tmp"
-    pointer.write_text(folder.name + "\n")
-    os.replace(pointer, out / LATEST)
+    point_latest(out, folder.name)
     return folder
+
+
+def point_latest(out: Path, name: str) -> None:
+    pointer = out / f".{LATEST}.tmp"
+    pointer.write_text(name + "\n")
+    os.replace(pointer, out / LATEST)
 
 
 def why(err: Exception) -> str:
@@ -221,8 +225,8 @@ def read_metrics(out: Path) -> list[dict]:
 
 
 def rewind(out: Path, step: int) -> None:
-    """On resume: forget what the run did after checkpoint `step` (metrics and step folders),
-    since those steps run again."""
+    """On resume: forget what the run did after checkpoint `step` (metrics, step folders, the
+    pointer to a newer one), since those steps run again."""
     kept = [r for r in read_metrics(out) if r.get("step", 0) <= step]
     tmp = out / ".metrics.jsonl.tmp"
     tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
@@ -230,3 +234,4 @@ def rewind(out: Path, step: int) -> None:
     for folder in out.glob("step-*"):
         if folder.is_dir() and folder.name > step_name(step):
             shutil.rmtree(folder)
+    point_latest(out, step_name(step))

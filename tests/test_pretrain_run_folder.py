@@ -97,6 +97,14 @@ def test_resume_takes_the_stored_settings_and_sigint_says_what_to_type(tmp_path,
     assert run(shlex.split(told)[3:] + ["--quiet"]) == 0
     assert_same_run(straight, resumed, 20)
     assert json.loads((resumed / "settings.json").read_text())["lr"] == 0.01
+    # the model remembers the recipe, not the short command that resumed it
+    recipe = [json.loads((out / "step-000020" / "model" / "config.json").read_text())["provenance"]["command"]
+              for out in (straight, resumed)]
+    assert recipe[0] == recipe[1] and shlex.split(recipe[0])[3:] == [
+        "copilot-tiny", "--n-embd", "16", "--n-layer", "1", "--n-positions", "16", "--corpus",
+        str(corpus), "--steps", "20", "--batch-size", "4", "--lr", "0.01", "--warmup-steps", "2", "--seed", "7",
+        "--eval-every", "10", "--eval-chars", "2000", "--eval-identifiers", "5", "--log-every", "1",
+        "--save-every", "5", "--keep", "2"]
 
 
 def test_resume_applies_a_changed_schedule_and_refuses_another_model(tmp_path, corpus, capsys, monkeypatch):  # noqa: F811
@@ -137,6 +145,22 @@ def test_a_run_begun_before_settings_json_resumes_with_its_checkpoint_settings(t
     (resumed / "settings.json").unlink()  # as a run folder of an earlier version holds it
     assert run(["copilot-tiny", "--out", str(resumed), "--resume", "--quiet"]) == 0
     assert_same_run(straight, resumed, 20)
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"steps": 2', "not valid JSON"),
+    ('{"steps": "20"}', "'steps' is \"20\", expected int"),
+    ('{"lr": true}', "'lr' is true, expected float"),
+    ("[]", "holds no settings object"),
+])
+def test_a_damaged_settings_json_is_one_line(tmp_path, corpus, capsys, content, message):  # noqa: F811
+    out = tmp_path / "run"
+    assert run(tiny_copilot_args(corpus, out, steps=5)) == 0
+    (out / "settings.json").write_text(content)
+    capsys.readouterr()
+    assert run(["copilot-tiny", "--out", str(out), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {out / 'settings.json'}: {message}") and err.count("\n") == 1
 
 
 # ================================================================== one run per folder
@@ -263,6 +287,7 @@ def test_resume_from_a_damaged_step_falls_back_to_the_newest_that_loads(tmp_path
     assert f"warning: step-000017 is damaged or incomplete ({out / 'step-000017'}" in err and message in err
     assert "resuming from step-000015, the newest checkpoint that loads" in err
     assert_same_run(straight, out, 20)
+    assert "step-000017" not in os.listdir(out)  # its steps ran again; it is not kept in place of a good one
 
 
 @pytest.mark.parametrize("damage", ["state without step", "step a string", "truncated optimizer"])
