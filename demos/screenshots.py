@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 CHROMIUM = "/usr/bin/chromium"
+ZIP_LINK = 'a[href$="copilot-finetuned.zip"]'
 # Headless and quiet: no GPU, no QUIC, no first-run pages, no background traffic of its own.
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -63,8 +64,9 @@ def copilot_walkthrough(page, url: str, steps: int | None = None, shoot=lambda s
     if steps is not None:
         set_steps(page, steps)
     page.get_by_role("button", name="Start fine-tuning").click()
-    visible(page, "Training: step")
-    shoot("fine-tuning")
+    page.wait_for_selector("text=/(Training|Done): step/ >> visible=true", timeout=60_000)
+    if page.get_by_text("Training: step").is_visible():  # a tiny model may finish before the first update
+        shoot("fine-tuning")
     visible(page, "Done: step")
     page.wait_for_timeout(500)  # the last curve update
     shoot("fine-tuned")
@@ -72,7 +74,7 @@ def copilot_walkthrough(page, url: str, steps: int | None = None, shoot=lambda s
     visible(page, "Your own names completed")
     shoot("compared")
     page.get_by_role("button", name="Save my fine-tuned model (.zip)").click()
-    visible(page, "copilot-finetuned")  # the zip, ready to download
+    page.wait_for_selector(f"{ZIP_LINK} >> visible=true", timeout=60_000)  # the zip, ready to download
     page.get_by_role("button", name="Show attention").click()
     visible(page, "Each row is a character")
     page.wait_for_timeout(800)  # let the plot finish drawing

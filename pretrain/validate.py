@@ -14,6 +14,7 @@ A folder exported by pretraining (it holds metrics.jsonl) gets its model card re
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shlex
 import sys
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tinytorch.checkpoint import CARD_NAME, CONFIG_NAME, CheckpointError, load_model, load_tokenizer, \
+from tinytorch.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_model, load_tokenizer, \
     read_config, write_config
 from tinytorch.evaluate import identifier_completion, text_metrics
 
@@ -44,6 +45,14 @@ def full_validation(model, tokenizer, val_files, identifiers: int = IDENTIFIERS,
     }
 
 
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def validate(folder, corpus: str = "", command: str = "", show_progress: bool = False) -> dict:
     """Measure `folder` on its corpus's validation files and record the figures in its config.json."""
     folder = Path(folder)
@@ -64,6 +73,7 @@ def validate(folder, corpus: str = "", command: str = "", show_progress: bool = 
               disable=not show_progress) as bar:
         figures = full_validation(model, tokenizer, data.val, progress=bar.update)
     figures["command"] = command or f"python -m pretrain.validate {shlex.quote(str(folder))}"
+    figures["weights_sha256"] = file_sha256(folder / WEIGHTS_NAME)  # the figures belong to these weights
     provenance["full_validation"] = figures
     config["provenance"] = provenance
     write_config(folder, config)

@@ -1,6 +1,7 @@
 """The pretraining commands as a newcomer types them, from a folder of their own: --help of a
 preset, the validation file list piped into head, and the full-validation figures of an export."""
 
+import hashlib
 import json
 import re
 import subprocess
@@ -90,6 +91,7 @@ def test_validate_records_the_figures_on_every_validation_file(tmp_path, corpus)
         "next_char_accuracy": round(metrics["next_char_accuracy"], 4),
         "identifier_completion": round(identifier_completion(model, tokenizer, val_texts, limit=500), 4),
         "identifier_cases": 500, "command": "python -m pretrain.validate export",
+        "weights_sha256": hashlib.sha256(weights).hexdigest(),
     }
     config = json.loads((export / "config.json").read_text())
     assert config["provenance"]["full_validation"] == figures
