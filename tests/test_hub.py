@@ -46,6 +46,7 @@ def hub_env(hub, tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", loopback_only)
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)  # tinytorch.hub reads it per call
+    monkeypatch.setattr(tt_hub, "_UNREACHABLE", {})  # no failed probe of an earlier test's (maybe same) port
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
