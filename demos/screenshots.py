@@ -124,6 +124,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", default="docs", help="folder for copilot.png and level1.png")
     parser.add_argument("--copilot", help="the Copilot checkpoint to show (default: the shipped one)")
     parser.add_argument("--states", metavar="DIR", help="also write copilot-STATE.png for each state here")
+    parser.add_argument("--port", type=int, default=0, help="where to serve the demos (default: a free port)")
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from . import configure_process, prefer_one_blas_thread
@@ -136,7 +137,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     demo = build_app(copilot_checkpoints=[args.copilot] if args.copilot else None)
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=args.port or free_port(), prevent_thread_lock=True,
                             quiet=True, **launch_kwargs())
     try:
         with browser_page() as page:
