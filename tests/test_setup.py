@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_demo_passes_port_on():
-    done = subprocess.run(["make", "-n", "demo", "PORT=7863"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}  # under make test
+    done = subprocess.run(["make", "-n", "--no-print-directory", "demo", "PORT=7863"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == ".venv/bin/python -m demos copilot --port 7863"
 
