@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-CHECKPOINT_HELP = "a checkpoint folder (e.g. checkpoints/copilot) or a Hub repo id (user/model)"
+CHECKPOINT_HELP = ("a shipped checkpoint by name (copilot, copilot-tiny, level1; from any folder), a checkpoint "
+                   "folder, or a Hub repo id (user/model)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -103,7 +104,13 @@ def evaluate(args) -> None:
 
     texts = [read_text(path) for path in args.files]  # every file checked before the model loads
     model, tokenizer = load(args.checkpoint, args.revision)
-    metrics = text_metrics(model, tokenizer, texts)
+    from tqdm import tqdm
+
+    # Progress on stderr, and only on a terminal (disable=None): stdout stays the JSON alone.
+    total = sum(max(len(tokenizer.normalize(text)) - 1, 0) for text in texts)
+    with tqdm(total=total, unit="char", unit_scale=True, desc="scoring", file=sys.stderr, disable=None,
+              leave=False) as bar:
+        metrics = text_metrics(model, tokenizer, texts, progress=bar.update)
     if metrics["characters"] == 0:
         raise ValueError("nothing to score: every file holds fewer than 2 characters")
     unknown = sum(c not in tokenizer.stoi for text in texts for c in tokenizer.normalize(text))
