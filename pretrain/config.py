@@ -89,7 +89,8 @@ HELP = {
     "save_every": "save a resumable checkpoint (model, optimizer, RNG, data position) every this many steps",
     "keep": "step checkpoints kept, besides the best by validation loss",
     "out": "run folder for step checkpoints and metrics.jsonl",
-    "resume": "continue from the run folder's latest checkpoint, exactly where it stopped",
+    "resume": "continue from the run folder's latest checkpoint, exactly where it stopped, with the run's stored settings",
+    "overwrite": "start over in an --out that already holds a run, deleting that run's files (and nothing else)",
     "export": "at the end, write the best model here as a checkpoint folder with its model card",
     "push_to_hub": "then publish that folder as this Hub repo id (user/model); token from HF_TOKEN or "
                    "`hf auth login`",
