@@ -297,8 +297,9 @@ class Copilot:
         head = as_int(head, "Head", 0, config.n_head - 1)
         ids = tokenizer.encode(prompt)[-config.n_positions:]
         with COMPUTE:
-            weights = inside.attention_weights(model, ids, layer)[head]  # (T, T)
-            probs = inside.next_char_probs(model, tokenizer, ids)
+            logits, attentions = inside.forward(model, ids)
+        weights = attentions[layer][head]  # (T, T)
+        probs = inside.top_probs(logits[-1], tokenizer)
         shown = tokenizer.decode(ids)[-MAP_CHARS:]
         n = len(shown)
         title = (f"{session.label}: layer {layer}, head {head}, over the last {n} of {len(ids)} characters"

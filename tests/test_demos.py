@@ -329,14 +329,51 @@ def test_attention_weights_are_causal_and_reproduce_the_attention_output(folders
         np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
         assert np.all(w[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0)
         # weights @ v, heads side by side, through c_proj: the model's own attention output
-        x = inside.block_input(model, ids, layer)
-        _, _, v = inside.qkv_heads(model, x, layer)
+        x = block_input(model, ids, layer)
+        _, _, v = qkv_heads(model, x, layer)
         y = (w @ v).transpose(1, 0, 2).reshape(T, -1)  # (T, C)
         block = model.transformer.h[layer]
         ours = y @ block.attn.c_proj.weight.data + block.attn.c_proj.bias.data
         with tinytorch.no_grad():
             theirs = block.attn(block.ln_1(tinytorch.tensor(x[None]))).data[0]
         np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@tinytorch.no_grad()
+def block_input(model, ids, layer: int) -> np.ndarray:
+    """The residual stream entering block `layer`: (T, C), for a 1-D array of ids."""
+    t = model.transformer
+    ids = np.asarray(ids)[None, :]  # (1, T)
+    x = t.wte(ids) + t.wpe(np.arange(ids.shape[1]))  # (1, T, C)
+    for block in list(t.h)[:layer]:
+        x = block(x)
+    return x.data[0]
+
+
+def qkv_heads(model, x: np.ndarray, layer: int):
+    """q, k, v of block `layer` for its input x (T, C), by hand: three arrays (H, T, D)."""
+    block = model.transformer.h[layer]
+    ln = block.ln_1
+    h = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + ln.eps) * ln.weight.data + ln.bias.data
+    qkv = h @ block.attn.c_attn.weight.data + block.attn.c_attn.bias.data  # (T, 3C)
+    T, C3 = qkv.shape
+    H = block.attn.n_head
+    return qkv.reshape(T, 3, H, C3 // 3 // H).transpose(1, 2, 0, 3)  # 3 x (H, T, D)
+
+
+def test_attention_weights_are_the_textbook_softmax(folders):
+    """The weights the model hands back equal softmax(q k^T / sqrt(D)) with the future masked,
+    computed by hand from the layer's parameters."""
+    model = GPT.from_pretrained(folders["copilot"])
+    ids = CharTokenizer.python().encode("class Jar:\n    def fill(self, grams):\n        self.")[-32:]
+    for layer in range(model.config.n_layer):
+        q, k, _ = qkv_heads(model, block_input(model, ids, layer), layer)
+        scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])  # (H, T, T)
+        T = scores.shape[-1]
+        scores = np.where(np.tril(np.ones((T, T), dtype=bool)), scores, -np.inf)
+        expected = np.exp(scores - scores.max(-1, keepdims=True))
+        expected /= expected.sum(-1, keepdims=True)
+        np.testing.assert_allclose(inside.attention_weights(model, ids, layer), expected, atol=1e-6)
 
 
 def test_look_inside_handler_and_next_character_probabilities(app):

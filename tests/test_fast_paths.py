@@ -239,12 +239,12 @@ def test_decoder_logits_equal_the_full_forward_pass(rng, dtype, tol):
         with tinytorch.no_grad():
             steps = [model(ids[:, :primed], cache).data[0]] if primed else []
         decoder = Decoder(model)
-        steps += [decoder.logits(int(ids[0, t]), cache)[None] for t in range(primed, 8)]
+        steps += [decoder.logits([int(ids[0, t])], cache) for t in range(primed, 8)]
         got = np.concatenate(steps)
         np.testing.assert_allclose(got, full, rtol=tol, atol=tol * np.abs(full).max())
         assert cache.length == 8
         with pytest.raises(ValueError, match="holds 8 positions"):
-            decoder.logits(1, cache)
+            decoder.logits([1], cache)
 
 
 def test_generation_follows_the_documented_window_policy(rng):
