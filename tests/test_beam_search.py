@@ -49,6 +49,8 @@ def brute_force(model, prompt, max_new, stop, length_penalty):
             keep = ended[-1] if ended[-1] is not None else (length if length == max_new else None)
             if keep is None:
                 continue  # unfinished and under the cap: only its continuations count
+            if ended[-1] is None and not stopper.counts_at_cap(TOKENIZER.decode(completion)):
+                continue  # whitespace cut off by the cap: not a line or a block
             logprob = direct_logprob(model, prompt, completion)
             score = logprob / length ** length_penalty
             key = tuple(prompt) + completion[:keep]
@@ -126,6 +128,13 @@ def test_line_stop_needs_code_then_a_newline():
 ])
 def test_block_end(text, indent, keep):
     assert block_end(text, indent) == keep
+
+
+def test_whitespace_cut_off_by_the_cap_is_no_line():
+    """Whitespace cut off by max_new_tokens is no line or block (beam search keeps it only as a
+    fallback; the brute force above applies the same rule)."""
+    assert not StopCondition("line", "", True).counts_at_cap("    ")
+    assert StopCondition("line", "", True).counts_at_cap("  x") and StopCondition(None).counts_at_cap(" ")
 
 
 def test_stop_strings_and_id_sequences_keep_the_stop():

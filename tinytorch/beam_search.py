@@ -46,7 +46,8 @@ def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: 
     logits_of: generate.NextLogits; guard: generate.Guard; stopper: stopping.StopCondition;
     chars: each id's character, or None when the stop condition reads no text.
 
-    A completion finishes when the stop condition says it has ended, or at max_new_tokens ids.
+    A completion finishes when the stop condition says it has ended, or at max_new_tokens ids
+    (where a line or block of whitespace alone only counts if nothing else finished).
     Each step ranks every (beam, next id) pair by log-probability and walks down that list: pairs
     that finish go to the finished list (the same kept ids twice: the better one stays), the
     others become the next step's beams, until there are num_beams of them. The search ends when
@@ -59,6 +60,7 @@ def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: 
     prompt_len = len(prompt)
     beams = [_Beam(list(prompt), "", 0.0, 0)]
     finished: dict[tuple, Sequence] = {}
+    fallback = []  # cut off by the cap, but not a completion (stopping.counts_at_cap): if nothing else
     logits = logits_of([prompt])  # (1, V)
     for step in range(1, max_new_tokens + 1):
         logp = np.stack([log_softmax(guard(row, b.ids)) for row, b in zip(logits, beams)])  # (B, V)
@@ -78,6 +80,9 @@ def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: 
             keep = stopper(ids, step, text)
             if keep is None and last:
                 keep = step
+                if not stopper.counts_at_cap(text):
+                    fallback.append(Sequence(ids, total, score(total, step, length_penalty)))
+                    continue
             if keep is None:
                 growing.append(_Beam(ids, text, total, row))
                 continue
@@ -96,5 +101,5 @@ def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: 
                 break
         beams = growing
         logits = logits_of([b.ids for b in beams], [b.parent for b in beams])
-    ranked = sorted(finished.values(), key=lambda s: -s.score)
+    ranked = sorted(finished.values(), key=lambda s: -s.score) or sorted(fallback, key=lambda s: -s.score)
     return ranked[:num_return_sequences]

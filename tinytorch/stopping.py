@@ -46,6 +46,11 @@ class StopCondition:
     def needs_text(self) -> bool:
         return bool(self.mode or self.strings)
 
+    def counts_at_cap(self, text: str) -> bool:
+        """Whether a completion that max_new_tokens cut off is one: for "line" and "block", not
+        when it is only whitespace (a model deep in indentation can write spaces for ever)."""
+        return not self.mode or bool(text.strip())
+
     def __call__(self, ids: list, new: int, text: str) -> int | None:
         """ids: prompt + completion; new: the completion's length in ids; text: its text (one
         character per id, as CharTokenizer decodes; empty when no condition needs it)."""

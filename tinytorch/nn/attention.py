@@ -58,10 +58,13 @@ class KVCache:
         positions only; the batch may change size."""
         rows = np.asarray(rows, dtype=np.intp)
         n = self.length
+        moved = np.flatnonzero(rows != np.arange(len(rows))) if len(rows) == self.batch else None
+        if moved is not None and not moved.size:
+            return
         for store in (self.keys, self.values):
             for i, old in enumerate(store):
-                if len(rows) == old.shape[0]:
-                    old[:, :, :n] = old[rows, :, :n]  # the gather copies first: safe in place
+                if moved is not None:  # only the rows that change; the gather copies first: safe in place
+                    old[moved, :, :n] = old[rows[moved], :, :n]
                 else:
                     new = np.zeros((len(rows),) + old.shape[1:], dtype=old.dtype)
                     new[:, :, :n] = old[rows, :, :n]
