@@ -101,21 +101,25 @@ def measure(model, tokenizer, cases, kwargs) -> dict:
 
 
 def decodings(args) -> list:
-    from demos import decoding
+    from demos import copilot, decoding
 
+    cap = copilot.MAX_NEW
     rows = [("greedy, 60 characters (the former default)", {"max_new_tokens": 60, "temperature": 0.0}),
-            ("greedy, to the end of the line", {"max_new_tokens": 120, "temperature": 0.0, "stop": "line"})]
+            ("greedy, to the end of the line", {"max_new_tokens": cap, "temperature": 0.0, "stop": "line"})]
     if args.sampling:
         for guard in ({}, {"repetition_penalty": 1.2}, {"no_repeat_ngram_size": 6}, {"no_repeat_ngram_size": 12}):
             rows.append((f"sampling T=0.8 top-p 0.95, line {guard or 'no guard'}",
-                         {"max_new_tokens": 120, "temperature": 0.8, "top_p": 0.95, "seed": 0, "stop": "line", **guard}))
-    else:
-        settings = {"max_new_tokens": 120, "temperature": 0.8, "top_k": None, "top_p": 0.95, "seed": 0}
-        rows.append(("sampling (the demo's sampling mode, T=0.8 top-p 0.95)", decoding.options("sample", settings)))
+                         {"max_new_tokens": cap, "temperature": 0.8, "top_p": 0.95, "seed": 0, "stop": "line",
+                          **guard}))
+    settings = {"max_new_tokens": cap, "temperature": copilot.TEMPERATURE, "top_k": None, "top_p": copilot.TOP_P,
+                "seed": 0}
+    rows.append((f"the demo's sample mode (T={copilot.TEMPERATURE:g}, top-p {copilot.TOP_P:g}, "
+                 f"repetition_penalty {decoding.REPETITION_PENALTY:g})", decoding.options("sample", settings)))
     for beams in args.beams:
         for penalty in args.length_penalty:
-            rows.append((f"beam {beams}, line, length_penalty {penalty:g}",
-                         {"max_new_tokens": 120, "stop": "line", "num_beams": beams, "length_penalty": penalty}))
+            default = (beams, penalty) == (decoding.NUM_BEAMS, decoding.LENGTH_PENALTY)
+            label = f"beam {beams}, line, length_penalty {penalty:g}" + (" (the demo's default)" if default else "")
+            rows.append((label, {"max_new_tokens": cap, "stop": "line", "num_beams": beams, "length_penalty": penalty}))
     return rows
 
 

@@ -34,8 +34,8 @@ LR_RANGE = (1e-5, 0.1)  # the default depends on the model: see recommended_lr
 BATCH, BATCH_RANGE = 8, (1, 64)
 CONTEXT = 64  # characters per training window: an identifier and the line or two before it
 # Try it and Compare: the line completion of demos.decoding by default; the sampling settings
-# apply to its "sample" mode. A code line rarely needs more than 120 characters.
-MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = 120, 0.8, 0, 0.95, 0, decoding.MODE
+# apply to its "sample" mode. 80 characters: a PEP 8 line and its newline.
+MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = 80, 0.8, 0, 0.95, 0, decoding.MODE
 MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
 

@@ -13,11 +13,17 @@ import math
 
 MODES = {"line": "Complete the line", "block": "Complete the block", "sample": "Sample freely"}
 MODE = "line"
-NUM_BEAMS = 4  # beams for the line and block modes: measured, see below
-LENGTH_PENALTY = 0.0  # rank by log-probability: per character (1.0) favours long loops
+# Beam search, measured on 200 held-out places (benchmarks/completion.py): 2 beams broke 5.5% of
+# line completions, 4 beams 2.0%, 8 beams 2.0% at 4x the latency; length_penalty 1 (rank by the
+# mean log-probability per character) broke 50-60%, as a long loop has a high mean; 0.5, 3%.
+NUM_BEAMS = 4
+LENGTH_PENALTY = 0.0
 SUGGESTIONS = 3  # how many completions Try it lists, best first
-NO_REPEAT_NGRAM_SIZE = 0  # the sampling mode's repetition guard (see benchmarks/completion.py)
-REPETITION_PENALTY = 1.0
+# The sampling mode's repetition guard: on held-out lines, T=0.8 top-p 0.95 sampling broke 5.0%
+# of completions unguarded, 0.5% with repetition_penalty 1.2 (same edit similarity), 0% with
+# no_repeat_ngram_size 6 but at an edit similarity of 0.17 instead of 0.24 (it bans real code).
+REPETITION_PENALTY = 1.2
+NO_REPEAT_NGRAM_SIZE = 0
 
 
 def check_mode(mode) -> str:

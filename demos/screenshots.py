@@ -61,6 +61,7 @@ def copilot_walkthrough(page, url: str, steps: int | None = None) -> None:
     visible(page, "Done: step")
     page.get_by_role("button", name="Compare", exact=True).click()
     visible(page, "Your own names completed")
+    visible(page, "Your own lines completed")
     page.get_by_role("button", name="Save my fine-tuned model (.zip)").click()
     visible(page, "copilot-finetuned")  # the zip, ready to download
     page.get_by_role("button", name="Show attention").click()

@@ -80,7 +80,7 @@ def test_narrow_beam_search_returns_true_scores_and_never_beats_brute_force():
     prompt = TOKENIZER.encode("ab a")
     best = brute_force(model, prompt, 4, "line", 1.0)[0]
     got = model.generate(prompt, 4, stop="line", tokenizer=TOKENIZER, num_beams=2, num_return_sequences=2,
-                         output_scores=True)
+                         length_penalty=1.0, output_scores=True)
     for s in got:
         completion = s.ids[len(prompt):]
         assert s.score <= best[1][0] + 1e-6

@@ -21,7 +21,7 @@ from .text import PAD_ID, UNK_ID
 
 
 def check_sampling(max_new_tokens, temperature, top_k, top_p, num_beams=1, num_return_sequences=1,
-                   length_penalty=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0) -> None:
+                   length_penalty=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0) -> None:
     """Raise ValueError, with the reason, for arguments generation cannot honour."""
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
@@ -225,8 +225,9 @@ class NextLogits:
     Instead, when the next step would not fit, the window restarts from the last 3/4 of it
     (`refill_keep`): one forward pass over those ids refills the cache, and the next quarter window
     of tokens costs one position each again. A prompt that fills the window starts that way (a
-    line completion after a long prompt then needs no refill at all). So the context of every step is between 3/4 and all
-    of the window, never less, and recomputing costs a pass every quarter window, not every token.
+    line completion after a long prompt then needs no refill at all). So the context of every step
+    is between 3/4 and all of the window, never less (but for a shorter prompt), and recomputing
+    costs a pass every quarter window, not every token.
     use_cache=False computes every step from scratch over the very same context (the reference the
     tests compare the cache against: both give the same tokens), at the cost of a full forward
     pass per token.
@@ -266,7 +267,7 @@ class NextLogits:
 class Sequence:
     """One completion: the prompt + completion ids, the sum of the completion's log-probabilities
     (under the guarded distribution, before temperature, top-k and top-p), and the score beam
-    search ranks by: logprob / (completion length ** length_penalty)."""
+    search ranks by: logprob / (completion length ** length_penalty); greedy and sampling: logprob."""
 
     ids: list
     logprob: float
@@ -275,7 +276,7 @@ class Sequence:
 
 @no_grad()
 def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
-             seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 1.0,
+             seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 0.0,
              num_return_sequences: int = 1, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
              tokenizer=None, output_scores: bool = False):
     """Continue the id sequence `ids` (1-D) by up to `max_new_tokens` ids (a hard cap).
@@ -285,7 +286,9 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=No
 
     num_beams 1: greedy (temperature 0) or sampling (temperature, top_k, top_p, seed).
     num_beams N > 1: beam search (tinytorch.beam_search), the N beams one batch of N over the KV
-    cache; temperature, top_k, top_p and seed do not apply.
+    cache; temperature, top_k, top_p and seed do not apply. length_penalty 0 ranks completions by
+    log-probability (transformers' default, 1, ranks by the mean per id, which a character
+    model's loops win: benchmarks/completion.py).
     stop: "line", "block", or a list of strings and id sequences (see tinytorch.stopping); the
     first three need `tokenizer` (a CharTokenizer). <pad> and <unk> are never generated.
     repetition_penalty, no_repeat_ngram_size: the repetition guard, as transformers defines them.

@@ -125,7 +125,7 @@ class GPT(Module):
         return KVCache(c.n_layer, batch, c.n_head, c.n_embd // c.n_head, c.n_positions, dtype)
 
     def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
-                 seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 1.0,
+                 seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 0.0,
                  num_return_sequences: int = 1, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
                  tokenizer=None, output_scores: bool = False):
         """Continue `ids` by up to `max_new_tokens` ids; returns prompt + continuation (a list).
