@@ -71,7 +71,7 @@ def main() -> None:
             print(f"| {label} | {name} | {seconds:.2f}{flag} | {lr:g} | {before[0]:.2f} → {after[0]:.2f} | "
                   f"{before[1]}/{len(cases)} → {after[1]}/{len(cases)} |", flush=True)
             if not args.quiet:
-                _, details = app.compare("", 40, 0.0, 0, 1.0, 0, session)
+                _, details = app.compare("", 40, 0.0, 0, 1.0, 0, session=session)
                 shown.append((label, name, details["rows"]))
     for label, name, rows in shown:
         print(f"\n## {label}, {name}: greedy completions of the default prompts (pretrained | fine-tuned)")

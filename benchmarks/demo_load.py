@@ -117,7 +117,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
         def generate(client, prompt=PROMPT):
             start = time.perf_counter()
             try:
-                _, details = client.predict(prompt, new_chars, 0.0, 0, 1.0, 0, api_name="/generate")
+                _, details = client.predict(prompt, new_chars, 0.0, 0, 1.0, 0, "sample", api_name="/generate")
             except Exception as err:  # noqa: BLE001 - counted, reported
                 end = time.perf_counter()
                 with lock:
@@ -210,7 +210,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
 
         def reference(prompt):
             settings = app.sampling(new_chars, 0.0, 0, 1.0, 0, fresh.tokenizer.vocab_size)
-            return app.complete(fresh.model, fresh.tokenizer, prompt, settings)
+            return app.complete(fresh.model, fresh.tokenizer, prompt, settings, "sample")[0][0]
 
         fresh_weights = {k: v.copy() for k, v in fresh.model.state_dict().items()}
 

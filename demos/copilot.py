@@ -23,7 +23,7 @@ from tinytorch.checkpoint import save_pretrained
 from tinytorch.evaluate import text_metrics
 from tinytorch.training import DivergenceError, sample_batch
 
-from . import inside, names, training, views
+from . import decoding, inside, lines, names, training, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
     check_training_text, clone, parameter_count, shipped
 
@@ -34,7 +34,9 @@ STEPS, STEPS_RANGE = 100, (10, 300)
 LR_RANGE = (1e-5, 0.1)  # the default depends on the model: see recommended_lr
 BATCH, BATCH_RANGE = 8, (1, 64)
 CONTEXT = 64  # characters per training window: an identifier and the line or two before it
-MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED = 60, 0.0, 0, 1.0, 0
+# Try it and Compare: the line completion of demos.decoding by default; the sampling settings
+# apply to its "sample" mode. 80 characters: a PEP 8 line and its newline.
+MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = 80, 0.8, 0, 0.95, 0, decoding.MODE
 MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
 BITS = " bits/char"
@@ -166,25 +168,38 @@ class Copilot:
             "seed": as_int(seed, "Seed", 0, 2**31 - 1),
         }
 
-    def complete(self, model, tokenizer, prompt: str, settings: dict) -> str:
-        ids = tokenizer.encode(prompt)
+    def mode(self, mode) -> str:
+        try:
+            return decoding.check_mode(mode or MODE)
+        except ValueError as err:
+            raise DemoError(f"{err}.") from None
+
+    def complete(self, model, tokenizer, prompt: str, settings: dict, mode: str = MODE,
+                 suggestions: int = 1) -> list[tuple[str, float]]:
+        """[(completion, probability)], best first (see demos.decoding.suggest)."""
         with COMPUTE:
-            out = model.generate(ids, **settings)
-        return tokenizer.decode(out[len(ids):])
+            return decoding.suggest(model, tokenizer, prompt, mode, settings, suggestions)
 
     def generate(self, prompt, max_new_tokens=MAX_NEW, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,
-                 seed=SEED, session=None):
-        """Continue the prompt; returns (HTML with the written part marked, details, session)."""
+                 seed=SEED, mode=MODE, session=None):
+        """Complete the prompt: the line (default), the block, or sampled characters (mode, see
+        demos.decoding). Returns (HTML: the best completion marked, then the suggestions with
+        their probabilities; details; session)."""
         session = self.session(session)
         tokenizer = session.base.tokenizer
         prompt = check_prompt(prompt, tokenizer)
+        mode = self.mode(mode)
         settings = self.sampling(max_new_tokens, temperature, top_k, top_p, seed, tokenizer.vocab_size)
         start = time.perf_counter()
-        written = self.complete(session.current, tokenizer, prompt, settings)
+        found = self.complete(session.current, tokenizer, prompt, settings, mode, decoding.SUGGESTIONS)
         seconds = time.perf_counter() - start
-        details = {"prompt": prompt, "completion": written, "model": session.label,
-                   "fine_tuned": session.model is not None, "seconds": round(seconds, 3), **settings}
-        return views.generation(prompt, written, seconds, session.label), details, session
+        written = found[0][0]
+        details = {"prompt": prompt, "completion": written, "mode": mode,
+                   "suggestions": [{"completion": text, "probability": p} for text, p in found],
+                   "model": session.label, "fine_tuned": session.model is not None, "seconds": round(seconds, 3),
+                   **settings}
+        html = views.generation(prompt, written, seconds, session.label)
+        return html + (views.suggestions(found) if mode != "sample" else ""), details, session
 
     # ------------------------------------------------------------------ 3. fine-tune
     def finetune(self, text, steps=STEPS, lr=None, batch_size=BATCH, session=None):
@@ -250,10 +265,10 @@ class Copilot:
 
     # ------------------------------------------------------------------ 4. compare
     def compare(self, prompts="", max_new_tokens=MAX_NEW, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,
-                seed=SEED, session=None):
-        """Pretrained vs fine-tuned on each prompt (same seed and settings), and both models' loss
-        and own-name completion on the training text. Returns (HTML, details). Empty prompts:
-        ones drawn from the training text."""
+                seed=SEED, mode=MODE, session=None):
+        """Pretrained vs fine-tuned on each prompt (same decoding and settings), and both models'
+        loss, own-name and own-line completion on the training text. Returns (HTML, details).
+        Empty prompts: ones drawn from the training text."""
         session = self.session(session)
         if session.model is None:
             raise DemoError("Nothing to compare yet: fine-tune the model first (step 3), then compare.")
@@ -264,17 +279,21 @@ class Copilot:
         if len(listed) > MAX_PROMPTS:
             raise DemoError(f"{len(listed)} prompts: compare at most {MAX_PROMPTS} at once.")
         listed = [check_prompt(p, tokenizer) for p in listed]
+        mode = self.mode(mode)
         settings = self.sampling(max_new_tokens, temperature, top_k, top_p, seed, tokenizer.vocab_size)
         models = {"pretrained": session.base.model, "finetuned": session.model}
-        rows = [{"prompt": p, **{k: self.complete(m, tokenizer, p, settings) for k, m in models.items()}}
+        rows = [{"prompt": p, **{k: self.complete(m, tokenizer, p, settings, mode)[0][0] for k, m in models.items()}}
                 for p in listed]
         text = session.train_text[:10_000]  # enough to measure; bounds the time the lock is held
         with COMPUTE:
             losses = {k: text_metrics(m, tokenizer, [text])["bits_per_char"] for k, m in models.items()}
         cases = names.completion_cases(text)
         completed = {k: (names.names_completed(m, tokenizer, cases), len(cases)) for k, m in models.items()}
-        details = {"rows": rows, "bits_per_char": losses, "own_names_completed": completed, **settings}
-        return views.comparison(rows, losses, completed), details
+        own = lines.line_cases(text)
+        own_lines = {k: (lines.lines_completed(m, tokenizer, own), len(own)) for k, m in models.items()}
+        details = {"rows": rows, "bits_per_char": losses, "own_names_completed": completed,
+                   "own_lines_completed": own_lines, "mode": mode, **settings}
+        return views.comparison(rows, losses, completed, own_lines), details
 
     # ------------------------------------------------------------------ 5. reset, download
     def reset(self, session=None):
@@ -319,8 +338,9 @@ class Copilot:
         head = as_int(head, "Head", 0, config.n_head - 1)
         ids = tokenizer.encode(prompt)[-config.n_positions:]
         with COMPUTE:
-            weights = inside.attention_weights(model, ids, layer)[head]  # (T, T)
-            probs = inside.next_char_probs(model, tokenizer, ids)
+            logits, attentions = inside.forward(model, ids)
+        weights = attentions[layer][head]  # (T, T)
+        probs = inside.top_probs(logits[-1], tokenizer)
         shown = tokenizer.decode(ids)[-MAP_CHARS:]
         n = len(shown)
         title = (f"{session.label}: layer {layer}, head {head}, over the last {n} of {len(ids)} characters"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gradio as gr
 
 from . import copilot as C
-from . import names, views
+from . import decoding, names, views
 from .common import DemoError, check_training_text, examples, read_upload
 from .ui import FINETUNES, friendly, heading, keep_spaces, session_state
 
@@ -37,24 +37,28 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
         with gr.Column(scale=5):
             card = gr.Markdown("_Loading the model…_", label="Model")
 
-    heading("2", "Try it", "Type the start of some code; the model writes the rest.")
+    heading("2", "Try it", "Type the start of some code; the model completes the line, as a code editor "
+                           "does, and lists its top suggestions.")
     with gr.Row():
         with gr.Column(scale=1):
             prompt = gr.Code(PROMPT, language="python", label="Prompt", lines=6, max_lines=14)
             gr.Examples([[p] for p in PROMPTS], [prompt], label="Or start from one of these")
-            with gr.Accordion("Sampling", open=False):
+            mode = gr.Radio([(label, key) for key, label in decoding.MODES.items()], value=C.MODE, show_label=False,
+                            info="Line and block: a beam search that ranks whole completions. Sample: one "
+                                 "character at a time, with the settings below.")
+            with gr.Accordion("Sampling and length", open=False):
                 with gr.Row():
                     max_new = gr.Slider(1, 400, C.MAX_NEW, step=1, label="Max new characters")
                     seed = gr.Number(C.SEED, precision=0, label="Seed", minimum=0)
                 with gr.Row():
                     temperature = gr.Slider(0, 2, C.TEMPERATURE, step=0.05, label="Temperature",
-                                            info="0 = always the most likely character")
+                                            info="Sample mode; 0 = always the most likely character")
                     top_k = gr.Slider(0, 100, C.TOP_K, step=1, label="Top-k", info="0 = off")
                     top_p = gr.Slider(0.05, 1, C.TOP_P, step=0.05, label="Top-p", info="1 = off")
             generate = gr.Button("Generate", variant="primary")
         with gr.Column(scale=1):
-            written = gr.HTML(views.status("Press <b>Generate</b>: the model's characters will show in "
-                                           "green after your prompt."), label="Completion")
+            written = gr.HTML(views.status("Press <b>Generate</b>: the model's best suggestion will show in "
+                                           "green after your prompt, and the next ones below it."), label="Completion")
             with gr.Accordion("What the API returns", open=False):
                 details = gr.JSON(label="Details")
 
@@ -86,7 +90,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
                                 label="Training loss: each batch (light), running average (dark)")
 
     heading("4", "Compare before and after",
-            "The same prompts, seed and settings for the pretrained model and yours. Prompts are "
+            "The same prompts, decoding (step 2's) and settings for the pretrained model and yours. Prompts are "
             "separated by lines holding only `---`; they start out drawn from the training text.")
     first_prompts = names.format_prompts(names.default_prompts(texts.get(first, "")))
     prompts = keep_spaces(gr.Code(language="python", label="Prompts", lines=6, max_lines=12))
@@ -142,7 +146,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     loading.success(lambda: (views.status(FRESH), None, *clear_results()), None, [status, curve, *results],
                     api_visibility="private")
 
-    sampling = [max_new, temperature, top_k, top_p, seed]
+    sampling = [max_new, temperature, top_k, top_p, seed, mode]
     generate.click(friendly(app.generate), [prompt, *sampling, session], [written, details, session],
                    api_name="generate")
 

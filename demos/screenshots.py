@@ -72,6 +72,7 @@ def copilot_walkthrough(page, url: str, steps: int | None = None, shoot=lambda s
     shoot("fine-tuned")
     page.get_by_role("button", name="Compare", exact=True).click()
     visible(page, "Your own names completed")
+    visible(page, "Your own lines completed")
     shoot("compared")
     page.get_by_role("button", name="Save my fine-tuned model (.zip)").click()
     page.wait_for_selector(f"{ZIP_LINK} >> visible=true", timeout=60_000)  # the zip, ready to download

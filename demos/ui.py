@@ -12,6 +12,7 @@ import gradio as gr
 
 from tinytorch.checkpoint import CheckpointError
 
+from . import editor
 from .common import DemoError
 
 log = logging.getLogger("demos")
@@ -89,4 +90,4 @@ def heading(number: str, title: str, hint: str = "") -> gr.Markdown:
 
 def launch_kwargs() -> dict:
     """What every launch passes: the look, and the upload cap (the handlers check sizes too)."""
-    return {"theme": THEME, "css": CSS, "max_file_size": "1mb", "footer_links": ["api"]}
+    return {"theme": THEME, "css": CSS, "max_file_size": "1mb", "footer_links": ["api"], "head": editor.HEAD}

@@ -60,9 +60,10 @@ def progress(step: int, steps: int, loss: float, elapsed: float, remaining: floa
     return status(text, "ok" if done else "info")
 
 
-def comparison(rows: list[dict], losses: dict | None, names: dict | None) -> str:
+def comparison(rows: list[dict], losses: dict | None, names: dict | None, own_lines: dict | None = None) -> str:
     """rows: [{prompt, pretrained, finetuned}]; losses: {pretrained, finetuned} in bits/char;
-    names: {pretrained: (right, total), finetuned: (right, total)} own identifiers completed."""
+    names, own_lines: {pretrained: (right, total), finetuned: (right, total)} own identifiers
+    and own lines completed."""
     head = (f'<th style="text-align: left; padding: 6px; width: 50%; color: {BEFORE};">Pretrained</th>'
             f'<th style="text-align: left; padding: 6px; width: 50%; color: {AFTER};">Fine-tuned</th>')
     body = []
@@ -79,10 +80,14 @@ def comparison(rows: list[dict], losses: dict | None, names: dict | None) -> str
         total = names["pretrained"][1]
         scores.append(_score("Your own names completed", f'{names["pretrained"][0]}/{total}',
                              f'{names["finetuned"][0]}/{total}', "typed 3 characters, did it finish the name?"))
+    if own_lines and own_lines["pretrained"][1]:
+        total = own_lines["pretrained"][1]
+        scores.append(_score("Your own lines completed", f'{own_lines["pretrained"][0]}/{total}',
+                             f'{own_lines["finetuned"][0]}/{total}', "from each line's start, the whole line exactly?"))
     return (f'<div style="display: flex; gap: 12px; flex-wrap: wrap; margin-bottom: 10px;">{"".join(scores)}</div>'
             f'<table style="width: 100%; border-collapse: collapse; table-layout: fixed;">'
             f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
-            + legend(" · same prompt, same seed, same settings for both"))
+            + legend(" · same prompt, same decoding, same settings for both"))
 
 
 def _score(title: str, before: str, after: str, hint: str) -> str:
@@ -188,3 +193,18 @@ def _short(value, limit: int = 60) -> str:
         text = str(value)
     text = text.replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def suggestions(found: list) -> str:
+    """found: [(completion, probability)], best first: a list like a code editor's suggestions,
+    the first one marked as the one shown above."""
+    items = []
+    for rank, (text, p) in enumerate(found):
+        shown = text.strip("\n").replace("\n", "⏎") or "(nothing)"
+        style = WRITTEN if rank == 0 else ""
+        items.append(f'<li style="margin: 2px 0;"><code style="{style} padding: 0 4px; white-space: pre;">'
+                     f'{escape(shown)}</code> <span style="{MUTED}">{p:.1%}</span></li>')
+    return (f'<div style="{MUTED} margin-top: 10px;">Suggestions, most likely first, with the probability '
+            f'the model gives each whole completion:</div>'
+            f'<ol style="margin: 4px 0 0 0; padding-left: 22px; font-family: ui-monospace, monospace; '
+            f'font-size: 13px;">{"".join(items)}</ol>')

@@ -69,6 +69,28 @@ def test_generate_prints_what_model_generate_gives(capsys, folder, model, tokeni
     assert out.startswith("abc\nde") and len(ids) == 6 + 30  # 30 new ids, well past the 8-id window
 
 
+@pytest.mark.parametrize("stop", ["line", "block"])
+def test_generate_beam_search_prints_the_best_completions_with_log_probabilities(capsys, folder, model, tokenizer,
+                                                                                 stop):
+    status, out, err = run(capsys, "generate", folder, "ab\nc", "--max-new-tokens", 12, "--num-beams", 4,
+                           "--stop", stop, "--num-return-sequences", 3)
+    found = model.generate(tokenizer.encode("ab\nc"), 12, num_beams=4, length_penalty=0.0, stop=stop,
+                           num_return_sequences=3, tokenizer=tokenizer, output_scores=True)
+    assert (status, err) == (0, "")
+    assert out == "".join(f"# {i}: log-probability {s.logprob:.3f}\n{tokenizer.decode(s.ids)}\n"
+                          for i, s in enumerate(found, start=1))
+    assert len(found) == 3
+
+
+def test_generate_repetition_guard_flags_reach_the_library(capsys, folder, model, tokenizer):
+    status, out, _ = run(capsys, "generate", folder, "abc", "--max-new-tokens", 20, "--temperature", 1.0,
+                         "--seed", 3, "--repetition-penalty", 1.5, "--no-repeat-ngram-size", 3)
+    ids = model.generate(tokenizer.encode("abc"), 20, temperature=1.0, seed=3, repetition_penalty=1.5,
+                         no_repeat_ngram_size=3)
+    assert status == 0 and out == tokenizer.decode(ids) + "\n"
+    assert run(capsys, "generate", folder, "abc", "--num-beams", 2, "--num-return-sequences", 3)[0] == 1
+
+
 def test_generate_as_a_subprocess_greedy(tmp_path, folder, model, tokenizer):
     done = run_subprocess(tmp_path, "generate", folder, "hag", "--temperature", 0, "--max-new-tokens", 12)
     assert (done.returncode, done.stderr) == (0, "")

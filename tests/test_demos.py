@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import tinytorch
-from demos import common, inside, names, training
+from demos import common, decoding, inside, lines, names, training
 from demos.common import COMPUTE, DemoError, FairLock, check_training_text, read_upload
 from demos.copilot import Copilot, CopilotSession
 from demos.level1 import FROM_CHECKPOINT, FROM_SCRATCH, Level1
@@ -104,13 +104,42 @@ def test_missing_shipped_checkpoint_says_how_to_make_it():
 
 
 def test_generate_marks_the_written_part_and_is_reproducible(app):
-    html, details, session = app.generate("def f(x):\n    return ", 12, 1.0, 0, 1.0, 7)
+    html, details, session = app.generate("def f(x):\n    return ", 12, 1.0, 0, 1.0, 7, "sample")
     assert details["prompt"] == "def f(x):\n    return " and 0 < len(details["completion"]) <= 12
     assert "background: #bbf7d0" in html and "return " in html  # the written part is green
-    again = app.generate("def f(x):\n    return ", 12, 1.0, 0, 1.0, 7, session)[1]
+    again = app.generate("def f(x):\n    return ", 12, 1.0, 0, 1.0, 7, "sample", session)[1]
     assert again["completion"] == details["completion"]  # same seed, same text
-    greedy = app.generate("import ", 5, 0.0, 3, 0.5, 1, session)[1]
+    greedy = app.generate("import ", 5, 0.0, 3, 0.5, 1, "sample", session)[1]
     assert greedy["top_k"] == 3 and greedy["top_p"] == 0.5
+
+
+def test_generate_completes_the_line_with_ranked_suggestions(app):
+    """The default: beam search over the line; the suggestions are distinct, best first, and each
+    probability is the model's for that whole completion."""
+    prompt = "def f(x):\n    return "
+    html, details, session = app.generate(prompt, 10)  # prompt + completion within the window of 32
+    found = details["suggestions"]
+    assert details["mode"] == "line" and 1 <= len(found) <= 3 and found[0]["completion"] == details["completion"]
+    assert len({s["completion"] for s in found}) == len(found)
+    assert [s["probability"] for s in found] == sorted((s["probability"] for s in found), reverse=True)
+    model, tokenizer = session.current, session.base.tokenizer
+    ids = tokenizer.encode(prompt)
+    for s in found:
+        new = tokenizer.encode(s["completion"])
+        with tinytorch.no_grad():
+            logits = model(np.array([ids + new])).data[0].astype(np.float64)
+        logits[:, :2] = -np.inf  # <pad> and <unk> are never generated
+        logp = logits - logits.max(-1, keepdims=True)
+        logp -= np.log(np.exp(logp).sum(-1, keepdims=True))
+        direct = sum(logp[len(ids) - 1 + i, t] for i, t in enumerate(new))
+        text = s["completion"]
+        if text.endswith("\n") or len(text) == 10:  # nothing trimmed after it
+            assert s["probability"] == pytest.approx(np.exp(direct), rel=1e-3)
+    assert "Suggestions" in html
+    block = app.generate(prompt, 40, mode="block", session=session)[1]
+    assert block["mode"] == "block" and block["suggestions"]
+    with pytest.raises(DemoError, match="completion mode"):
+        app.generate(prompt, 40, mode="paragraph", session=session)
 
 
 @pytest.mark.parametrize("prompt, message", [
@@ -230,11 +259,20 @@ def test_compare_needs_a_finetune_then_shows_both_with_the_same_settings(app):
     with pytest.raises(DemoError, match="fine-tune"):
         app.compare("", session=session)
     finetune(app, session, steps=60, lr=1e-2)
-    html, details = app.compare("", 20, 0.0, 0, 1.0, 0, session)
+    html, details = app.compare("", 20, 0.0, 0, 1.0, 0, session=session)
     assert details["rows"] and all({"prompt", "pretrained", "finetuned"} <= set(r) for r in details["rows"])
+    cases = lines.line_cases(session.train_text[:10_000])
+    tokenizer = session.base.tokenizer
+    for key, model in (("pretrained", session.base.model), ("finetuned", session.model)):
+        by_hand = sum(tokenizer.decode(model.generate(tokenizer.encode(prefix), 120, stop="line", num_beams=8,
+                                                      length_penalty=decoding.LENGTH_PENALTY, tokenizer=tokenizer)
+                                       [len(tokenizer.encode(prefix)):]).split("\n")[0].rstrip() == rest
+                      for prefix, rest in cases)
+        assert details["own_lines_completed"][key] == (by_hand, len(cases))
+    assert "Your own lines completed" in html
     assert details["bits_per_char"]["finetuned"] < details["bits_per_char"]["pretrained"]
     assert "Pretrained" in html and "Fine-tuned" in html
-    html, details = app.compare("def pan\n---\nclass J", 10, 0.0, 0, 1.0, 0, session)
+    html, details = app.compare("def pan\n---\nclass J", 10, 0.0, 0, 1.0, 0, session=session)
     assert [r["prompt"] for r in details["rows"]] == ["def pan", "class J"]
     with pytest.raises(DemoError, match="at most"):
         app.compare("\n---\n".join(["x"] * 20), session=session)
@@ -329,14 +367,51 @@ def test_attention_weights_are_causal_and_reproduce_the_attention_output(folders
         np.testing.assert_allclose(w.sum(-1), 1.0, atol=1e-5)
         assert np.all(w[:, np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0)
         # weights @ v, heads side by side, through c_proj: the model's own attention output
-        x = inside.block_input(model, ids, layer)
-        _, _, v = inside.qkv_heads(model, x, layer)
+        x = block_input(model, ids, layer)
+        _, _, v = qkv_heads(model, x, layer)
         y = (w @ v).transpose(1, 0, 2).reshape(T, -1)  # (T, C)
         block = model.transformer.h[layer]
         ours = y @ block.attn.c_proj.weight.data + block.attn.c_proj.bias.data
         with tinytorch.no_grad():
             theirs = block.attn(block.ln_1(tinytorch.tensor(x[None]))).data[0]
         np.testing.assert_allclose(ours, theirs, atol=1e-5)
+
+
+@tinytorch.no_grad()
+def block_input(model, ids, layer: int) -> np.ndarray:
+    """The residual stream entering block `layer`: (T, C), for a 1-D array of ids."""
+    t = model.transformer
+    ids = np.asarray(ids)[None, :]  # (1, T)
+    x = t.wte(ids) + t.wpe(np.arange(ids.shape[1]))  # (1, T, C)
+    for block in list(t.h)[:layer]:
+        x = block(x)
+    return x.data[0]
+
+
+def qkv_heads(model, x: np.ndarray, layer: int):
+    """q, k, v of block `layer` for its input x (T, C), by hand: three arrays (H, T, D)."""
+    block = model.transformer.h[layer]
+    ln = block.ln_1
+    h = (x - x.mean(-1, keepdims=True)) / np.sqrt(x.var(-1, keepdims=True) + ln.eps) * ln.weight.data + ln.bias.data
+    qkv = h @ block.attn.c_attn.weight.data + block.attn.c_attn.bias.data  # (T, 3C)
+    T, C3 = qkv.shape
+    H = block.attn.n_head
+    return qkv.reshape(T, 3, H, C3 // 3 // H).transpose(1, 2, 0, 3)  # 3 x (H, T, D)
+
+
+def test_attention_weights_are_the_textbook_softmax(folders):
+    """The weights the model hands back equal softmax(q k^T / sqrt(D)) with the future masked,
+    computed by hand from the layer's parameters."""
+    model = GPT.from_pretrained(folders["copilot"])
+    ids = CharTokenizer.python().encode("class Jar:\n    def fill(self, grams):\n        self.")[-32:]
+    for layer in range(model.config.n_layer):
+        q, k, _ = qkv_heads(model, block_input(model, ids, layer), layer)
+        scores = q @ k.transpose(0, 2, 1) / np.sqrt(q.shape[-1])  # (H, T, T)
+        T = scores.shape[-1]
+        scores = np.where(np.tril(np.ones((T, T), dtype=bool)), scores, -np.inf)
+        expected = np.exp(scores - scores.max(-1, keepdims=True))
+        expected /= expected.sum(-1, keepdims=True)
+        np.testing.assert_allclose(inside.attention_weights(model, ids, layer), expected, atol=1e-6)
 
 
 def test_look_inside_handler_and_next_character_probabilities(app):
@@ -425,7 +500,8 @@ def test_shipped_copilot_smoke(name):
     app = Copilot([name])
     card, session = app.load(name)
     assert "parameters" in card
-    assert len(app.generate("def ", 8, session=session)[1]["completion"]) == 8
+    assert len(app.generate("def ", 8, 0.0, mode="sample", session=session)[1]["completion"]) == 8
+    assert app.generate("def ", session=session)[1]["completion"].strip()  # a line of something
     app.attention("import os\n", 0, 0, session)
 
 
@@ -507,3 +583,15 @@ def test_fuzz_level1_table(level1, table):
         level1.evaluate(table)
     except DemoError as err:
         assert str(err)
+
+
+# ===================================================================== own lines
+def test_line_cases_start_after_the_indentation_and_skip_comments_and_short_lines():
+    text = "import os\n\n\ndef read(path):\n    # a comment that is long\n    with open(path) as f:\n        pass\n"
+    assert lines.line_cases(text) == [
+        ("import os\n\n\n", "def read(path):"),
+        ("import os\n\n\ndef read(path):\n    # a comment that is long\n    ", "with open(path) as f:"),
+    ]
+    many = "\n".join(f"value_{i} = {i}" for i in range(40))
+    spread = lines.line_cases(many, limit=4)
+    assert [rest for _, rest in spread] == ["value_1 = 1", "value_10 = 10", "value_20 = 20", "value_30 = 30"]

@@ -71,3 +71,26 @@ def test_reset_and_a_failed_load_leave_a_page_that_tells_the_truth(url, monkeypa
         badge_box = badge.bounding_box()
         text_box = status.get_by_text("Back to the pretrained weights.").bounding_box()
         assert badge_box["y"] + badge_box["height"] <= text_box["y"]  # above the text, not over it
+
+
+def test_code_editors_indent_by_four_spaces_and_try_it_lists_suggestions(url, tmp_path):
+    with browser_page() as page:
+        page.goto(url)
+        visible(page, "parameters")
+        editor = page.locator(".cm-content").first  # the Prompt of Try it
+        editor.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.press("Delete")
+        page.keyboard.type("def f(x):")
+        page.keyboard.press("Enter")  # after a colon: the line's indentation + 4
+        page.keyboard.type("if x:")
+        page.keyboard.press("Enter")
+        page.keyboard.type("pass")
+        page.keyboard.press("Enter")  # keeps the indentation
+        page.keyboard.press("Tab")  # to the next multiple of 4
+        page.keyboard.type("y")
+        text = page.evaluate("() => document.querySelector('.cm-content').cmTile.root.view.state.doc.toString()")
+        assert text == "def f(x):\n    if x:\n        pass\n            y"
+        page.get_by_role("button", name="Generate", exact=True).click()
+        visible(page, "Suggestions, most likely first")
+        page.screenshot(path=str(tmp_path / "try-it.png"), full_page=True)

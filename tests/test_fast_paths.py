@@ -239,31 +239,31 @@ def test_decoder_logits_equal_the_full_forward_pass(rng, dtype, tol):
         with tinytorch.no_grad():
             steps = [model(ids[:, :primed], cache).data[0]] if primed else []
         decoder = Decoder(model)
-        steps += [decoder.logits(int(ids[0, t]), cache)[None] for t in range(primed, 8)]
+        steps += [decoder.logits([int(ids[0, t])], cache) for t in range(primed, 8)]
         got = np.concatenate(steps)
         np.testing.assert_allclose(got, full, rtol=tol, atol=tol * np.abs(full).max())
         assert cache.length == 8
         with pytest.raises(ValueError, match="holds 8 positions"):
-            decoder.logits(1, cache)
+            decoder.logits([1], cache)
 
 
 def test_generation_follows_the_documented_window_policy(rng):
     """Greedy decoding against an independent loop: the context is ids[start:], and when it would
-    exceed the window it restarts from the last refill_keep(window) ids."""
+    exceed the window it restarts from the last refill_keep(window) ids (as does a prompt that
+    fills the window)."""
     from tinytorch.generate import refill_keep
 
     model = tiny_gpt(n_positions=8)
     assert refill_keep(8) == 6 and refill_keep(64) == 48 and refill_keep(128) == 96 and refill_keep(1) == 1
     for prompt_len in (2, 8, 11):
         prompt = [int(i) for i in rng.integers(0, 11, prompt_len)]
-        ids, start, lengths = list(prompt), max(0, prompt_len - 8), []
+        ids, start, lengths = list(prompt), (prompt_len - refill_keep(8) if prompt_len >= 8 else 0), []
         for _ in range(25):
             if len(ids) - start > 8:
                 start = len(ids) - refill_keep(8)
             lengths.append(len(ids) - start)
             ids.append(int(np.argmax(model(np.array([ids[start:]])).data[0, -1])))
-        full = lengths.index(8)  # once the window has filled, the context never drops below 3/4 of it
-        assert max(lengths) == 8 and min(lengths[full:]) == 6
+        assert max(lengths) == 8 and min(lengths) == min(prompt_len, 6)  # never below 3/4 of the window
         assert model.generate(prompt, 25, temperature=0.0, use_cache=True) == ids
         assert model.generate(prompt, 25, temperature=0.0, use_cache=False) == ids
 

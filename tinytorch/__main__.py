@@ -38,6 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-p", type=float, metavar="P", help="sample among the likeliest characters whose "
                    "probabilities add up to P")
     p.add_argument("--seed", type=int, metavar="S", help="makes sampling repeatable")
+    p.add_argument("--num-beams", type=int, default=1, metavar="N", help="beam search over N beams "
+                   "(temperature, top-k and top-p then do not apply; default 1: sample)")
+    p.add_argument("--length-penalty", type=float, default=0.0, metavar="L", help="beam search ranks by "
+                   "log-probability / length**L (default 0)")
+    p.add_argument("--num-return-sequences", type=int, default=1, metavar="K", help="print the K best "
+                   "completions with their log-probabilities (beam search; K <= N)")
+    p.add_argument("--stop", choices=["line", "block"], help="end at the end of the line, or of the block "
+                   "(a blank line or a line indented less than the prompt's last)")
+    p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R", help="make characters already "
+                   "in the text less likely (transformers' repetition_penalty; 1 = off)")
+    p.add_argument("--no-repeat-ngram-size", type=int, default=0, metavar="G", help="never repeat a run of "
+                   "G characters (0 = off)")
     p.add_argument("--revision", metavar="R", help="branch, tag or commit of a Hub repo")
     p.set_defaults(run=generate)
 
@@ -83,9 +95,18 @@ def generate(args) -> None:
     if unknown:
         print(f"note: {len(unknown)} prompt character(s) outside the vocabulary became <unk>: "
               + " ".join(repr(c) for c in unknown[:10]), file=sys.stderr)
-    ids = model.generate(tokenizer.encode(args.prompt), args.max_new_tokens, temperature=args.temperature,
-                         top_k=args.top_k, top_p=args.top_p, seed=args.seed)
-    print(tokenizer.decode(ids))
+    found = model.generate(tokenizer.encode(args.prompt), args.max_new_tokens, temperature=args.temperature,
+                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop,
+                           num_beams=args.num_beams, length_penalty=args.length_penalty,
+                           num_return_sequences=args.num_return_sequences,
+                           repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
+                           tokenizer=tokenizer, output_scores=True)
+    if len(found) == 1 and args.num_return_sequences == 1:
+        print(tokenizer.decode(found[0].ids))
+        return
+    for rank, s in enumerate(found, start=1):
+        print(f"# {rank}: log-probability {s.logprob:.3f}")
+        print(tokenizer.decode(s.ids))
 
 
 def read_text(path: str) -> str:

@@ -295,6 +295,58 @@ def _column_sum(x2d: np.ndarray) -> np.ndarray:
     return _ones(x2d.shape[0], x2d.dtype) @ x2d
 
 
+_GELU_C = math.sqrt(2.0 / math.pi)
+_GELU_A = -2.0 * _GELU_C  # -2u = x * (_GELU_A + _GELU_B * x^2)
+_GELU_B = -2.0 * _GELU_C * 0.044715
+
+
+# The kernels: plain functions on numpy arrays that the Functions below run in their forward, and
+# that generation's cached decoder (tinytorch.generate) calls on its small arrays, with no autograd.
+def linear(x2d: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """x2d (N, in) @ weight (in, out) + bias (out,) -> (N, out), in a fresh array."""
+    y = x2d @ weight
+    if bias is not None:
+        y += bias
+    return y
+
+
+def normalize(x2d: np.ndarray, eps: float):
+    """Each row of x2d (N, C) to zero mean and unit variance: (xhat (N, C), 1/std: (N,), or a
+    float when N is 1). LayerNorm's scale and shift come after (or, in the cached decoder, fold
+    into the next matmul)."""
+    n = x2d.shape[1]
+    if len(x2d) == 1:
+        # One row (generating one sequence): Python floats for its mean and 1/std, 2x faster than
+        # the row machinery below, on an array so small that every numpy call costs a microsecond.
+        centered = x2d - float(np.add.reduce(x2d, axis=None)) / n
+        flat = centered.reshape(n)  # a view
+        rstd = 1.0 / math.sqrt(float(flat @ flat) / n + eps)
+        centered *= rstd
+        return centered, rstd
+    ones = _ones(n, x2d.dtype)
+    xhat = x2d - ((x2d @ ones) * (1.0 / n))[:, None]  # centered, (N, C)
+    rstd = 1.0 / np.sqrt((xhat * xhat) @ ones * (1.0 / n) + eps)  # (N,) 1 / std
+    xhat *= rstd[:, None]  # now normalized
+    return xhat, rstd
+
+
+def gelu_gate(x: np.ndarray) -> np.ndarray:
+    """sigmoid(2u), u = c (x + 0.044715 x^3): GPT-2's GELU is x * gelu_gate(x) (see GELU)."""
+    s = x * x
+    s *= _GELU_B
+    s += _GELU_A
+    s *= x  # -2u
+    with np.errstate(over="ignore"):
+        np.exp(s, out=s)
+    s += 1.0
+    np.reciprocal(s, out=s)  # sigmoid(2u)
+    return s
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    return x * gelu_gate(x)
+
+
 class Linear(Function):
     """y = x @ weight + bias, with weight of shape (in, out) as GPT-2 stores it.
 
@@ -307,9 +359,7 @@ class Linear(Function):
     @staticmethod
     def forward(ctx, x, weight, bias=None):
         x2d = x.reshape(-1, x.shape[-1])  # (N, in)
-        y = x2d @ weight  # (N, out)
-        if bias is not None:
-            y += bias
+        y = linear(x2d, weight, bias)  # (N, out)
         ctx.save_for_backward(x2d, weight)
         ctx.x_shape = x.shape
         return y.reshape(*x.shape[:-1], weight.shape[1])
@@ -333,16 +383,8 @@ class LayerNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps=1e-5):
-        n = x.shape[-1]
-        x2d = x.reshape(-1, n)
-        ones = _ones(n, x.dtype)
-        xhat = x2d - ((x2d @ ones) * (1.0 / n))[:, None]  # centered, (N, C)
-        variance = (xhat * xhat) @ ones
-        variance *= 1.0 / n
-        variance += eps
-        rstd = np.sqrt(variance, out=variance)
-        np.reciprocal(rstd, out=rstd)  # (N,) 1 / std
-        xhat *= rstd[:, None]  # now normalized
+        xhat, rstd = normalize(x.reshape(-1, x.shape[-1]), eps)  # (N, C), (N,) or a float
+        rstd = np.asarray(rstd, dtype=x.dtype).reshape(-1)
         y = xhat * weight
         y += bias
         ctx.save_for_backward(xhat, rstd, weight)
@@ -369,11 +411,6 @@ class LayerNorm(Function):
         return grad_x.reshape(grad.shape), grad_w, grad_b
 
 
-_GELU_C = math.sqrt(2.0 / math.pi)
-_GELU_A = -2.0 * _GELU_C  # -2u = x * (_GELU_A + _GELU_B * x^2)
-_GELU_B = -2.0 * _GELU_C * 0.044715
-
-
 class GELU(Function):
     """GPT-2's GELU, the tanh approximation: 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3).
 
@@ -384,14 +421,7 @@ class GELU(Function):
 
     @staticmethod
     def forward(ctx, x):
-        s = x * x
-        s *= _GELU_B
-        s += _GELU_A
-        s *= x  # -2u
-        with np.errstate(over="ignore"):
-            np.exp(s, out=s)
-        s += 1.0
-        np.reciprocal(s, out=s)  # sigmoid(2u)
+        s = gelu_gate(x)
         ctx.save_for_backward(x, s)
         return x * s
 
@@ -548,16 +578,17 @@ def _causal_bias(t_query: int, t_key: int, dtype) -> np.ndarray:
     return bias
 
 
-def attention_forward(q, k, v, causal: bool):
-    """softmax(q k^T / sqrt(D) + mask) v.  q: (..., Tq, D)  k, v: (..., Tk, D) -> (y, weights)."""
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    scores = q @ np.swapaxes(k, -1, -2)  # (..., Tq, Tk)
-    scores *= scale
+def attention_forward(q, k, v, causal: bool, scaled: bool = False):
+    """softmax(q k^T / sqrt(D) + mask) v.  q: (..., Tq, D)  k, v: (..., Tk, D) -> (y, weights).
+    scaled: q already holds the 1/sqrt(D) (the cached decoder folds it into its weights)."""
+    scores = q @ k.swapaxes(-1, -2)  # (..., Tq, Tk)
+    if not scaled:
+        scores *= 1.0 / math.sqrt(q.shape[-1])
     if causal:
         scores += _causal_bias(q.shape[-2], k.shape[-2], scores.dtype)
-    scores -= scores.max(axis=-1, keepdims=True)
+    scores -= np.maximum.reduce(scores, axis=-1, keepdims=True)
     weights = np.exp(scores, out=scores)
-    weights /= _row_sum(weights)[..., None]
+    weights /= np.add.reduce(weights, axis=-1, keepdims=True)
     return weights @ v, weights
 
 
@@ -695,20 +726,25 @@ class CausalSelfAttention(Function):
     qkv: (B, T, 3C), the c_attn output [q | k | v], each split into n_head heads of C/n_head.
     Returns (B, T, C), the heads side by side, ready for c_proj. With a `cache` (generation, no
     gradient), the new keys and values are appended to it and the queries attend to all of them,
-    by the textbook attention_forward.
+    by the textbook attention_forward. `attentions`, a list, receives the attention weights
+    (B, H, T, T_keys) that this call computed anyway (rows sum to 1; the future is 0).
     """
 
     @staticmethod
-    def forward(ctx, qkv, n_head, cache=None):
+    def forward(ctx, qkv, n_head, cache=None, attentions=None):
         B, T, C3 = qkv.shape
         C = C3 // 3
         ctx.has_cache = cache is not None
         if cache is not None:
             q, k, v = qkv.reshape(B, T, 3, n_head, C // n_head).transpose(2, 0, 3, 1, 4)  # (B, H, T, D)
             k, v = cache.append(k, v)  # (B, H, T_past + T, D)
-            y, _ = attention_forward(q, k, v, causal=True)
+            y, weights = attention_forward(q, k, v, causal=True)
+            if attentions is not None:
+                attentions.append(weights)
             return y.transpose(0, 2, 1, 3).reshape(B, T, C)
         y, q_scaled, weights = causal_attention_forward(qkv, n_head)
+        if attentions is not None:
+            attentions.append(_whole_square(weights, T))
         ctx.save_for_backward(qkv, q_scaled, weights, y)
         ctx.n_head = n_head
         return y
@@ -718,3 +754,12 @@ class CausalSelfAttention(Function):
         if ctx.has_cache:
             raise RuntimeError("attention over a KV cache is for generation only; it has no backward")
         return causal_attention_backward(*ctx.saved, grad, ctx.n_head), None
+
+
+def _whole_square(blocks: list, T: int) -> np.ndarray:
+    """causal_attention_forward's weight blocks, (B, H, t1 - t0, t1) each, as one (B, H, T, T)."""
+    B, H = blocks[0].shape[:2]
+    out = np.zeros((B, H, T, T), dtype=blocks[0].dtype)
+    for (t0, t1), w in zip(_query_blocks(T), blocks):
+        out[:, :, t0:t1, :t1] = w
+    return out

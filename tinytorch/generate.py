@@ -1,15 +1,27 @@
-"""Sampling from a GPT: greedy, temperature, top-k, top-p (nucleus), stop sequences, KV cache."""
+"""Generating from a GPT: greedy, sampling (temperature, top-k, top-p), beam search, stop
+conditions, a repetition guard, and the KV-cached decoder that makes each new token cost one
+position.
+
+The decoder runs the model's own kernels (tinytorch.functions: linear, normalize, gelu,
+attention_forward) on raw arrays, without autograd's bookkeeping; tests check that its logits
+equal GPT.forward's.
+"""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
+from . import functions as fn
+from .stopping import StopCondition
 from .tensor import no_grad
+from .text import PAD_ID, UNK_ID
 
 
-def check_sampling(max_new_tokens, temperature, top_k, top_p) -> None:
+def check_sampling(max_new_tokens, temperature, top_k, top_p, num_beams=1, num_return_sequences=1,
+                   length_penalty=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0) -> None:
     """Raise ValueError, with the reason, for arguments generation cannot honour."""
     if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
@@ -19,6 +31,17 @@ def check_sampling(max_new_tokens, temperature, top_k, top_p) -> None:
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
+    if not isinstance(num_beams, (int, np.integer)) or num_beams < 1:
+        raise ValueError(f"num_beams must be an integer >= 1 (1 = no beam search), got {num_beams!r}")
+    if not isinstance(num_return_sequences, (int, np.integer)) or not 1 <= num_return_sequences <= num_beams:
+        raise ValueError(f"num_return_sequences must be an integer from 1 to num_beams ({num_beams}), "
+                         f"got {num_return_sequences!r}")
+    if not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number, got {length_penalty!r}")
+    if not isinstance(repetition_penalty, (int, float)) or not 0 < repetition_penalty < math.inf:
+        raise ValueError(f"repetition_penalty must be a positive number (1 = off), got {repetition_penalty!r}")
+    if not isinstance(no_repeat_ngram_size, (int, np.integer)) or no_repeat_ngram_size < 0:
+        raise ValueError(f"no_repeat_ngram_size must be an integer >= 0 (0 = off), got {no_repeat_ngram_size!r}")
 
 
 def next_token_probs(logits: np.ndarray, temperature: float, top_k=None, top_p=None) -> np.ndarray:
@@ -28,7 +51,7 @@ def next_token_probs(logits: np.ndarray, temperature: float, top_k=None, top_p=N
     most likely ids whose probabilities add up to at least p. Temperature 0 puts all mass on the
     argmax (greedy).
     """
-    logits = logits.astype(np.float64)
+    logits = logits.astype(np.float64, copy=False)
     if temperature == 0:
         probs = np.zeros_like(logits)
         probs[np.argmax(logits)] = 1.0
@@ -57,63 +80,88 @@ def sample(rng: np.random.Generator, probs: np.ndarray) -> int:
     return int(cdf.searchsorted(rng.random(), side="right"))
 
 
-def _ends_with_stop(ids: list, stops: list) -> bool:
-    return any(len(ids) >= len(s) and ids[-len(s):] == s for s in stops)
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """(..., V) -> log-probabilities (..., V), float64; -inf logits stay -inf."""
+    logits = logits.astype(np.float64)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-class Decoder:
-    """GPT.forward for one new position on top of a KV cache (batch 1), on raw numpy arrays.
+# ----------------------------------------------------------------------------- the repetition guard
+def penalize_repeats(logits: np.ndarray, ids: list, penalty: float) -> np.ndarray:
+    """transformers' repetition_penalty (CTRL's): the logit of every id already in `ids` is divided
+    by `penalty` where positive and multiplied by it where negative (both make it less likely)."""
+    seen = np.unique(np.asarray(ids, dtype=np.intp))
+    chosen = logits[seen]
+    logits[seen] = np.where(chosen > 0, chosen / penalty, chosen * penalty)
+    return logits
 
-    Generating token by token, the arithmetic for a single position is tiny, and autograd's
-    per-op bookkeeping (a Tensor and a Function object per op, module calls, shape checks) costs
-    more than it. This is the same computation as the modules' (tests check that its logits
-    equal GPT.forward's) on (C,) vectors, with nothing else, and with two constant folds made
-    once per generation, since every op on a vector this small costs about a microsecond:
-    - LayerNorm's scale and shift go into the matmul that follows it:
-      (xhat * w + b) @ W + c = xhat @ (w[:, None] * W) + (b @ W + c);
-    - attention's 1/sqrt(D) goes into the query columns of c_attn.
-    The folded weights are copies: build a new Decoder after changing the model's weights
-    (generate builds one per call).
-    """
 
-    def __init__(self, model):
-        t = model.transformer
-        C, H = model.config.n_embd, model.config.n_head
-        scale = np.ones(3 * C, dtype=t.wte.weight.dtype)
-        scale[:C] = 1.0 / math.sqrt(C // H)  # the query columns
-        self.n_head = H
-        self.wte, self.wpe = t.wte.weight.data, t.wpe.weight.data
-        self.layers = []
-        for b in t.h:
-            attn_w, attn_b = _fold(b.ln_1, b.attn.c_attn.weight.data, b.attn.c_attn.bias.data)
-            self.layers.append((
-                b.ln_1.eps, attn_w * scale, attn_b * scale, b.attn.c_proj.weight.data, b.attn.c_proj.bias.data,
-                b.ln_2.eps, *_fold(b.ln_2, b.mlp.c_fc.weight.data, b.mlp.c_fc.bias.data),
-                b.mlp.c_proj.weight.data, b.mlp.c_proj.bias.data,
-            ))
-        self.ln_f_eps = t.ln_f.eps
-        self.head_w, self.head_b = _fold(t.ln_f, self.wte.T, None)  # (C, V), (V,)
+def banned_by_ngrams(ids: list, n: int) -> np.ndarray:
+    """transformers' no_repeat_ngram_size: the ids that would complete an n-gram already in `ids`
+    (those that follow an earlier occurrence of its last n - 1 ids)."""
+    if n < 1 or len(ids) < n:
+        return np.empty(0, dtype=np.intp)
+    seq = np.asarray(ids, dtype=np.intp)
+    if n == 1:
+        return np.unique(seq)
+    windows = np.lib.stride_tricks.sliding_window_view(seq[:-1], n - 1)  # every (n-1)-gram with a successor
+    match = (windows == seq[len(seq) - n + 1:]).all(axis=1)
+    return np.unique(seq[n - 1:][match])
 
-    def logits(self, token: int, cache) -> np.ndarray:
-        """Logits (V,) of the position after `token`, which goes at position cache.length."""
-        n = cache.length
-        if n >= cache.max_len:
-            raise ValueError(f"KV cache holds {cache.max_len} positions; {n + 1} requested")
-        H = self.n_head
-        x = self.wte[token] + self.wpe[n]  # (C,)
-        for i, (eps1, attn_w, attn_b, proj_w, proj_b, eps2, fc_w, fc_b, out_w, out_b) in enumerate(self.layers):
-            q, k, v = (_normalize(x, eps1) @ attn_w + attn_b).reshape(3, H, 1, -1)  # each (H, 1, D)
-            keys, values = cache.keys[i][0], cache.values[i][0]  # (H, max_len, D)
-            keys[:, n:n + 1] = k
-            values[:, n:n + 1] = v
-            scores = q @ keys[:, :n + 1].swapaxes(-1, -2)  # (H, 1, n + 1): no mask, all are in the past
-            weights = np.exp(scores - np.maximum.reduce(scores, axis=-1, keepdims=True))
-            weights /= np.add.reduce(weights, axis=-1, keepdims=True)
-            y = (weights @ values[:, :n + 1]).reshape(-1)  # (C,), the heads side by side
-            x = x + (y @ proj_w + proj_b)
-            x = x + (_gelu(_normalize(x, eps2) @ fc_w + fc_b) @ out_w + out_b)
-        cache.advance(1)
-        return _normalize(x, self.ln_f_eps) @ self.head_w + self.head_b  # (V,)
+
+@dataclass
+class Guard:
+    """What every next-token distribution goes through first: <pad> and <unk> are never generated,
+    and the optional repetition guard (transformers' semantics, over prompt and completion)."""
+
+    never: tuple = (PAD_ID, UNK_ID)
+    repetition_penalty: float = 1.0
+    no_repeat_ngram_size: int = 0
+
+    def __call__(self, logits: np.ndarray, ids: list) -> np.ndarray:
+        """logits (V,) of the position after ids -> a new float64 array (V,) with -inf where banned."""
+        logits = logits.astype(np.float64)
+        if self.repetition_penalty != 1.0:
+            logits = penalize_repeats(logits, ids, self.repetition_penalty)
+        if self.no_repeat_ngram_size:
+            logits[banned_by_ngrams(ids, self.no_repeat_ngram_size)] = -np.inf
+        for i in self.never:
+            if i < len(logits):
+                logits[i] = -np.inf
+        return logits
+
+
+# ----------------------------------------------------------------------------- the cached decoder
+@dataclass
+class LayerWeights:
+    """One block's weights as the decoder uses them, with two constant folds that save an op each
+    on arrays where every op costs about a microsecond: each LayerNorm's scale and shift go into
+    the matmul that follows it, (xhat * w + b) @ W + c = xhat @ (w[:, None] * W) + (b @ W + c),
+    and attention's 1/sqrt(D) goes into the query columns of c_attn."""
+
+    eps_1: float
+    attn_w: np.ndarray  # (C, 3C): ln_1 and the query scale folded into c_attn
+    attn_b: np.ndarray  # (3C,)
+    proj_w: np.ndarray  # (C, C): attn.c_proj
+    proj_b: np.ndarray
+    eps_2: float
+    fc_w: np.ndarray  # (C, 4C): ln_2 folded into mlp.c_fc
+    fc_b: np.ndarray
+    out_w: np.ndarray  # (4C, C): mlp.c_proj
+    out_b: np.ndarray
+
+    @classmethod
+    def of(cls, block, query_scale: float) -> "LayerWeights":
+        """The weights of `block`, with attention's query_scale (1/sqrt(D)) folded into the query columns."""
+        attn, mlp = block.attn, block.mlp
+        attn_w, attn_b = _fold(block.ln_1, attn.c_attn.weight.data, attn.c_attn.bias.data)
+        scale = np.ones(attn_w.shape[1], dtype=attn_w.dtype)
+        scale[:attn_w.shape[0]] = query_scale  # the query columns
+        return cls(block.ln_1.eps, attn_w * scale, attn_b * scale,
+                   attn.c_proj.weight.data, attn.c_proj.bias.data,
+                   block.ln_2.eps, *_fold(block.ln_2, mlp.c_fc.weight.data, mlp.c_fc.bias.data),
+                   mlp.c_proj.weight.data, mlp.c_proj.bias.data)
 
 
 def _fold(ln, weight, bias):
@@ -123,76 +171,179 @@ def _fold(ln, weight, bias):
     return w[:, None] * weight, folded_bias
 
 
-def _normalize(x, eps):
-    """(x - mean) / std of a vector; Python floats for the scalars keep x's float32."""
-    centered = x - float(np.add.reduce(x)) / x.size
-    centered *= 1.0 / math.sqrt(float(centered @ centered) / x.size + eps)
-    return centered
+class Decoder:
+    """GPT.forward for one new position of each sequence of a batch on top of a KV cache.
 
+    Generating token by token, the arithmetic for a single position is tiny, and autograd's
+    per-op bookkeeping (a Tensor and a Function object per op, module calls, shape checks) costs
+    more than it. This runs the same kernels as the Functions, on (B, C) arrays, with LayerNorm's
+    scale and shift folded into the next matmul (LayerWeights). The folded weights are copies:
+    build a new Decoder after changing the model's weights (generate builds one per call).
+    """
 
-def _gelu(x):
-    """GPT-2's tanh GELU as x * sigmoid(2u), as functions.GELU (the clip only avoids overflow)."""
-    minus_2u = x * (x * x * (-2.0 * 0.044715 * _SQRT_2_OVER_PI) - 2.0 * _SQRT_2_OVER_PI)
-    return x / (1.0 + np.exp(np.minimum(minus_2u, 80.0)))
+    def __init__(self, model):
+        t = model.transformer
+        C, H = model.config.n_embd, model.config.n_head
+        self.n_head = H
+        self.wte, self.wpe = t.wte.weight.data, t.wpe.weight.data
+        self.layers = [LayerWeights.of(block, 1.0 / math.sqrt(C // H)) for block in t.h]
+        self.ln_f_eps = t.ln_f.eps
+        self.head_w, self.head_b = _fold(t.ln_f, self.wte.T, None)  # (C, V), (V,)
 
-
-_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+    def logits(self, tokens, cache) -> np.ndarray:
+        """tokens (B,), which go at position cache.length of each row -> logits (B, V) of the
+        position after them."""
+        tokens = np.asarray(tokens, dtype=np.intp).reshape(-1)
+        n = cache.length
+        if n >= cache.max_len:
+            raise ValueError(f"KV cache holds {cache.max_len} positions; {n + 1} requested")
+        B, H = len(tokens), self.n_head
+        x = self.wte[tokens] + self.wpe[n]  # (B, C)
+        C = x.shape[1]
+        for i, w in enumerate(self.layers):
+            qkv = fn.linear(fn.normalize(x, w.eps_1)[0], w.attn_w, w.attn_b)  # (B, 3C)
+            q, k, v = qkv.reshape(B, 3, H, 1, C // H).transpose(1, 0, 2, 3, 4)  # each (B, H, 1, D)
+            keys, values = cache.write(i, n, k, v)  # (B, H, n + 1, D)
+            y, _ = fn.attention_forward(q, keys, values, causal=False, scaled=True)  # all keys are in the past
+            x = x + fn.linear(y.reshape(B, C), w.proj_w, w.proj_b)  # the heads side by side
+            x = x + fn.linear(fn.gelu(fn.linear(fn.normalize(x, w.eps_2)[0], w.fc_w, w.fc_b)), w.out_w, w.out_b)
+        cache.advance(1)
+        return fn.linear(fn.normalize(x, self.ln_f_eps)[0], self.head_w, self.head_b)  # (B, V)
 
 
 def refill_keep(window: int) -> int:
-    """How many of the latest ids a full context window restarts from (see generate)."""
+    """How many of the latest ids a full context window restarts from (see NextLogits)."""
     return max(1, window - max(1, window // 4))
 
 
-@no_grad()
-def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
-             seed=None, stop=None, use_cache: bool = True) -> list:
-    """Continue the id sequence `ids` (1-D) by up to `max_new_tokens`; return prompt + new ids.
-
-    stop: id sequences (lists); generation ends once the output ends with one (it is kept).
+class NextLogits:
+    """The logits of the next position for a batch of equally long sequences, one new token each
+    call, with the KV cache and the window policy.
 
     The context window: the model reads at most n_positions ids, with learned positions 0, 1, ...
     so a KV cache cannot slide along a longer text (every cached key would need a new position).
     Instead, when the next step would not fit, the window restarts from the last 3/4 of it
     (`refill_keep`): one forward pass over those ids refills the cache, and the next quarter window
-    of tokens costs one position each again. So the context of every step is between 3/4 and all
-    of the window, never less, and recomputing costs a pass every quarter window, not every token.
+    of tokens costs one position each again. A prompt that fills the window starts that way (a
+    line completion after a long prompt then needs no refill at all). So the context of every step
+    is between 3/4 and all of the window, never less (but for a shorter prompt), and recomputing
+    costs a pass every quarter window, not every token.
     use_cache=False computes every step from scratch over the very same context (the reference the
     tests compare the cache against: both give the same tokens), at the cost of a full forward
     pass per token.
     """
-    check_sampling(max_new_tokens, temperature, top_k, top_p)
+
+    def __init__(self, model, use_cache: bool = True):
+        self.model, self.use_cache = model, use_cache
+        self.window = model.config.n_positions
+        self.decoder = Decoder(model) if use_cache else None
+        self.cache = None
+        self.start = None  # the context of the next step is rows[i][start:]
+
+    def __call__(self, rows: list, parents=None) -> np.ndarray:
+        """rows: B id lists of one length, each one id longer than at the last call (except the
+        first); parents: which row of the last call each continues (None: the same rows) ->
+        logits (B, V)."""
+        n = len(rows[0])
+        if self.start is None:  # a prompt that fills the window starts from its last 3/4 at once
+            self.start = n - refill_keep(self.window) if n >= self.window else 0
+            return self._refill(rows)
+        if n - self.start > self.window:  # full: restart the window from its last 3/4
+            self.start = n - refill_keep(self.window)
+            return self._refill(rows)
+        if self.cache is None:
+            return self.model(np.array([r[self.start:] for r in rows])).data[:, -1]
+        if parents is not None:
+            self.cache.reorder(parents)
+        return self.decoder.logits([r[-1] for r in rows], self.cache)
+
+    def _refill(self, rows):
+        self.cache = self.model.new_cache(len(rows)) if self.use_cache else None
+        return self.model(np.array([r[self.start:] for r in rows]), self.cache).data[:, -1]
+
+
+# ----------------------------------------------------------------------------- generate
+@dataclass
+class Sequence:
+    """One completion: the prompt + completion ids, the sum of the completion's log-probabilities
+    (under the guarded distribution, before temperature, top-k and top-p), and the score beam
+    search ranks by: logprob / (completion length ** length_penalty); greedy and sampling: logprob."""
+
+    ids: list
+    logprob: float
+    score: float
+
+
+@no_grad()
+def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
+             seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 0.0,
+             num_return_sequences: int = 1, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+             tokenizer=None, output_scores: bool = False):
+    """Continue the id sequence `ids` (1-D) by up to `max_new_tokens` ids (a hard cap).
+
+    Returns prompt + completion (a list of ids); with num_return_sequences > 1, a list of such
+    lists, best first; with output_scores, a list of `Sequence`s (ids, logprob, score) instead.
+
+    num_beams 1: greedy (temperature 0) or sampling (temperature, top_k, top_p, seed).
+    num_beams N > 1: beam search (tinytorch.beam_search), the N beams one batch of N over the KV
+    cache; temperature, top_k, top_p and seed do not apply. length_penalty 0 ranks completions by
+    log-probability (transformers' default, 1, ranks by the mean per id, which a character
+    model's loops win: benchmarks/completion.py).
+    stop: "line", "block", or a list of strings and id sequences (see tinytorch.stopping); the
+    first three need `tokenizer` (a CharTokenizer). <pad> and <unk> are never generated.
+    repetition_penalty, no_repeat_ngram_size: the repetition guard, as transformers defines them.
+    use_cache=False recomputes the whole context for every token (see NextLogits): the same ids.
+    """
+    check_sampling(max_new_tokens, temperature, top_k, top_p, num_beams, num_return_sequences, length_penalty,
+                   repetition_penalty, no_repeat_ngram_size)
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
     if not ids:
         raise ValueError("generation needs a prompt of at least one token")
     vocab = model.config.vocab_size
     if min(ids) < 0 or max(ids) >= vocab:
         raise ValueError(f"prompt ids must lie in [0, {vocab})")
-    stops = [[int(i) for i in s] for s in (stop or []) if len(s)]
-    rng = np.random.default_rng(seed)
-    window = model.config.n_positions
-    start = max(0, len(ids) - window)  # the context of the next step is ids[start:]
+    never = (tokenizer.pad_id, tokenizer.unk_id) if tokenizer is not None else (PAD_ID, UNK_ID)
+    if len(set(never) & set(range(vocab))) >= vocab:
+        raise ValueError(f"a vocabulary of {vocab} holds nothing but <pad> and <unk>: nothing to generate")
+    guard = Guard(never, repetition_penalty, no_repeat_ngram_size)
+    prompt_text = tokenizer.decode(ids) if tokenizer is not None else ""
+    stopper = StopCondition(stop, prompt_text, tokenizer is not None)
+    chars = [tokenizer.decode([i]) for i in range(vocab)] if stopper.needs_text else None
     was_training = model.training
     model.eval()
     try:
-        cache = model.new_cache() if use_cache else None
-        decoder = Decoder(model) if use_cache else None
-        logits = model(np.array([ids[start:]]), cache).data[0, -1]  # (V,) for the next position
-        for step in range(max_new_tokens):
-            if step:
-                if len(ids) - start > window:  # full: restart the window from its last 3/4
-                    start = len(ids) - refill_keep(window)
-                    cache = model.new_cache() if use_cache else None
-                    logits = model(np.array([ids[start:]]), cache).data[0, -1]
-                elif cache is not None:  # one new position on top of the cached ones
-                    logits = decoder.logits(ids[-1], cache)
-                else:
-                    logits = model(np.array([ids[start:]])).data[0, -1]
-            probs = next_token_probs(logits, temperature, top_k, top_p)
-            token = int(np.argmax(probs)) if temperature == 0 else sample(rng, probs)
-            ids.append(token)
-            if _ends_with_stop(ids, stops):
-                break
+        logits_of = NextLogits(model, use_cache)
+        if num_beams > 1:
+            from .beam_search import beam_search
+
+            found = beam_search(logits_of, guard, stopper, chars, ids, max_new_tokens, num_beams, length_penalty,
+                                num_return_sequences)
+        else:
+            found = [_sample(logits_of, guard, stopper, chars, ids, max_new_tokens, temperature, top_k, top_p,
+                             np.random.default_rng(seed), output_scores)]
     finally:
         model.train(was_training)
-    return ids
+    if output_scores:
+        return found
+    return found[0].ids if num_return_sequences == 1 else [s.ids for s in found]
+
+
+def _sample(logits_of, guard, stopper, chars, ids, max_new_tokens, temperature, top_k, top_p, rng,
+            scored: bool = True) -> Sequence:
+    """Greedy (temperature 0) or sampled decoding of one sequence (its logprob summed if `scored`)."""
+    ids, prompt_len = list(ids), len(ids)
+    text, logprob = "", 0.0
+    for step in range(max_new_tokens):
+        logits = guard(logits_of([ids])[0], ids)
+        probs = next_token_probs(logits, temperature, top_k, top_p)
+        token = int(np.argmax(probs)) if temperature == 0 else sample(rng, probs)
+        if scored:
+            logprob += float(log_softmax(logits)[token])
+        ids.append(token)
+        if chars is not None:
+            text += chars[token]
+        keep = stopper(ids, step + 1, text)
+        if keep is not None:
+            ids = ids[:prompt_len + keep]
+            break
+    return Sequence(ids, logprob, logprob)

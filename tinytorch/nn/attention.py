@@ -24,24 +24,51 @@ class KVCache:
         self.length = 0  # positions held, the same in every layer once a forward pass completes
         self._layer = 0
 
+    @property
+    def batch(self) -> int:
+        return self.keys[0].shape[0]
+
     def layer(self, i: int) -> "KVCache":
         """Point `append` at layer i (the model calls this before each block)."""
         self._layer = i
         return self
 
-    def append(self, k: np.ndarray, v: np.ndarray):
-        """Store k, v (B, H, T, D) after the cached positions; return all keys and values so far."""
-        start, end = self.length, self.length + k.shape[2]
+    def write(self, layer: int, pos: int, k: np.ndarray, v: np.ndarray):
+        """Store k, v (B, H, T, D) of `layer` at positions pos .. pos + T - 1; return that layer's
+        keys and values of positions 0 .. pos + T - 1, views (B, H, pos + T, D)."""
+        end = pos + k.shape[2]
         if end > self.max_len:
             raise ValueError(f"KV cache holds {self.max_len} positions; {end} requested")
-        keys, values = self.keys[self._layer], self.values[self._layer]
-        keys[:, :, start:end] = k
-        values[:, :, start:end] = v
+        keys, values = self.keys[layer], self.values[layer]
+        keys[:, :, pos:end] = k
+        values[:, :, pos:end] = v
         return keys[:, :, :end], values[:, :, :end]
+
+    def append(self, k: np.ndarray, v: np.ndarray):
+        """write() after the cached positions of the current layer (the module path)."""
+        return self.write(self._layer, self.length, k, v)
 
     def advance(self, n: int) -> None:
         """Count n more positions as cached (the model calls this after the last layer)."""
         self.length += n
+
+    def reorder(self, rows) -> None:
+        """Keep the cached rows `rows` (a list of batch indices, repeats allowed), in that order:
+        beam search continues some sequences twice and drops others. Copies the filled
+        positions only; the batch may change size."""
+        rows = np.asarray(rows, dtype=np.intp)
+        n = self.length
+        moved = np.flatnonzero(rows != np.arange(len(rows))) if len(rows) == self.batch else None
+        if moved is not None and not moved.size:
+            return
+        for store in (self.keys, self.values):
+            for i, old in enumerate(store):
+                if moved is not None:  # only the rows that change; the gather copies first: safe in place
+                    old[moved, :, :n] = old[rows[moved], :, :n]
+                else:
+                    new = np.zeros((len(rows),) + old.shape[1:], dtype=old.dtype)
+                    new[:, :, :n] = old[rows, :, :n]
+                    store[i] = new
 
 
 class CausalSelfAttention(Module):
@@ -58,7 +85,8 @@ class CausalSelfAttention(Module):
         self.c_proj = Linear(n_embd, n_embd, std=0.02 / np.sqrt(2 * n_layer))
         self.resid_dropout = Dropout(dropout)
 
-    def forward(self, x, cache: KVCache | None = None):
+    def forward(self, x, cache: KVCache | None = None, attentions: list | None = None):
+        """attentions: a list that receives the attention weights (B, H, T, T_keys)."""
         qkv = self.c_attn(x)  # (B, T, 3C)
-        y = fn.CausalSelfAttention.apply(qkv, n_head=self.n_head, cache=cache)  # (B, T, C)
+        y = fn.CausalSelfAttention.apply(qkv, n_head=self.n_head, cache=cache, attentions=attentions)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))

@@ -71,8 +71,8 @@ class Block(Module):
         self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
         self.mlp = MLP(config)
 
-    def forward(self, x, cache: KVCache | None = None):
-        x = x + self.attn(self.ln_1(x), cache)
+    def forward(self, x, cache: KVCache | None = None, attentions: list | None = None):
+        x = x + self.attn(self.ln_1(x), cache, attentions)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -88,10 +88,12 @@ class GPT(Module):
             ln_f=LayerNorm(config.n_embd, config.layer_norm_epsilon),
         )
 
-    def forward(self, idx, cache: KVCache | None = None):
+    def forward(self, idx, cache: KVCache | None = None, output_attentions: bool = False):
         """idx: (B, T) token ids -> logits (B, T, vocab_size).
 
         With a `cache`, idx holds only the new positions; the cached ones come before them.
+        output_attentions: return (logits, attentions) instead, attentions holding each layer's
+        attention weights, (B, H, T, T_keys) arrays whose rows sum to 1 (as in transformers).
         """
         idx = np.asarray(getattr(idx, "data", idx))
         if idx.ndim != 2:
@@ -108,12 +110,14 @@ class GPT(Module):
         t = self.transformer
         x = t.wte(idx) + t.wpe(np.arange(start, start + T))  # (B, T, C) + (T, C)
         x = t.drop(x)
+        attentions = [] if output_attentions else None
         for i, block in enumerate(t.h):
-            x = block(x, cache.layer(i) if cache is not None else None)
+            x = block(x, cache.layer(i) if cache is not None else None, attentions)
         x = t.ln_f(x)
         if cache is not None:
             cache.advance(T)
-        return F.linear(x, t.wte.weight.T)  # (B, T, V): the head shares the token embedding
+        logits = F.linear(x, t.wte.weight.T)  # (B, T, V): the head shares the token embedding
+        return (logits, attentions) if output_attentions else logits
 
     def new_cache(self, batch: int = 1) -> KVCache:
         c = self.config
@@ -121,15 +125,22 @@ class GPT(Module):
         return KVCache(c.n_layer, batch, c.n_head, c.n_embd // c.n_head, c.n_positions, dtype)
 
     def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
-                 seed=None, stop=None, use_cache: bool = True):
+                 seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 0.0,
+                 num_return_sequences: int = 1, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
+                 tokenizer=None, output_scores: bool = False):
         """Continue `ids` by up to `max_new_tokens` ids; returns prompt + continuation (a list).
 
-        temperature 0 is greedy; see tinytorch.generate.generate for every option.
+        temperature 0 is greedy; num_beams > 1 is beam search; stop="line" or "block" (with
+        tokenizer=...) ends where an editor's completion would. See tinytorch.generate.generate
+        for every option.
         """
         from ..generate import generate
 
         return generate(self, ids, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
-                        seed=seed, stop=stop, use_cache=use_cache)
+                        seed=seed, stop=stop, use_cache=use_cache, num_beams=num_beams,
+                        length_penalty=length_penalty, num_return_sequences=num_return_sequences,
+                        repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
+                        tokenizer=tokenizer, output_scores=output_scores)
 
     # Checkpoints: a folder in the Hugging Face layout (see tinytorch.checkpoint).
     @classmethod

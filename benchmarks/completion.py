@@ -1,0 +1,183 @@
+"""Code completion quality and latency of the shipped Copilot, decoded in different ways.
+
+Places: 200 starts of indented code lines (after the indentation; not comments) in the standard
+library's validation files (pretrain's split: the files the copilot never trained on), each with
+the 300 characters before it as the prompt. For each decoding:
+- broken: the share of completions that are blank (only whitespace), loop (a unit of 3 or more
+  characters, not all spaces, 3 times running) or repeat a line (a line equal to the line before it);
+- exact line: the completion's first line equals the rest of the real line;
+- edit similarity: 1 - Levenshtein distance / the longer length, between those two, averaged;
+- latency: median and p95 seconds per completion, one thread.
+Then, with --own-lines, the demo's fine-tune (100 steps, its defaults) on each shipped example,
+and the lines of the example completed exactly (demos/lines.py) before and after.
+
+    python benchmarks/completion.py [--checkpoint checkpoints/copilot] [--places 200] [--own-lines]
+        [--beams 8 ...] [--length-penalty 1.0 ...] [--sampling]
+"""
+
+import argparse
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402  (before numpy: it sets the BLAS thread count)
+
+CONTEXT = 300
+LOOP = re.compile(r"(.{3,}?)\1\1", re.S)
+
+
+def places(val_files, tokenizer, count: int, seed: int = 0):
+    """[(prompt, the rest of the line)] at `count` starts of indented code lines, spread by a seeded draw."""
+    import numpy as np
+
+    from demos.names import prose_test
+
+    found = []
+    for _, text in val_files:
+        text = tokenizer.normalize(text)
+        in_prose = prose_test(text)
+        start = 0
+        for line in text.split("\n"):
+            code = line.lstrip(" ")
+            begin = start + len(line) - len(code)
+            if (begin >= CONTEXT and begin > start and code.strip() and not code.startswith("#")
+                    and not (in_prose and in_prose(begin))):
+                found.append((text[begin - CONTEXT:begin], code.rstrip()))
+            start += len(line) + 1
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(len(found), size=min(count, len(found)), replace=False))
+    return [found[i] for i in chosen]
+
+
+def broken(prompt: str, completion: str) -> str | None:
+    """Why a completion is broken ('blank', 'loop', 'repeat'), or None."""
+    if not completion.strip():
+        return "blank"
+    if any(m.group(1).strip() for m in LOOP.finditer(completion)):
+        return "loop"
+    lines = (prompt + completion).split("\n")
+    written = len(completion.split("\n"))
+    for i in range(len(lines) - written, len(lines)):
+        if i > 0 and lines[i].strip() and lines[i].strip() == lines[i - 1].strip():
+            return "repeat"
+    return None
+
+
+def edit_similarity(a: str, b: str) -> float:
+    if not a and not b:
+        return 1.0
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return 1.0 - previous[-1] / max(len(a), len(b))
+
+
+def measure(model, tokenizer, cases, kwargs) -> dict:
+    import numpy as np
+
+    from demos.lines import first_line
+
+    reasons, exact, similarity, seconds = [], 0, [], []
+    for prompt, rest in cases:
+        ids = tokenizer.encode(prompt)
+        start = time.perf_counter()
+        out = model.generate(ids, tokenizer=tokenizer, **kwargs)
+        seconds.append(time.perf_counter() - start)
+        completion = tokenizer.decode(out[len(ids):])
+        reasons.append(broken(prompt, completion))
+        line = first_line(completion)
+        exact += line == rest
+        similarity.append(edit_similarity(line, rest))
+    n = len(cases)
+    return {"broken": sum(r is not None for r in reasons) / n,
+            "why": {k: reasons.count(k) for k in ("blank", "loop", "repeat")},
+            "exact": exact / n, "similarity": float(np.mean(similarity)),
+            "median": float(np.median(seconds)), "p95": float(np.percentile(seconds, 95))}
+
+
+def decodings(args) -> list:
+    from demos import copilot, decoding
+
+    cap = copilot.MAX_NEW
+    rows = [("greedy, 60 characters (the former default)", {"max_new_tokens": 60, "temperature": 0.0}),
+            ("greedy, to the end of the line", {"max_new_tokens": cap, "temperature": 0.0, "stop": "line"})]
+    if args.sampling:
+        for guard in ({}, {"repetition_penalty": 1.2}, {"no_repeat_ngram_size": 6}, {"no_repeat_ngram_size": 12}):
+            rows.append((f"sampling T=0.8 top-p 0.95, line {guard or 'no guard'}",
+                         {"max_new_tokens": cap, "temperature": 0.8, "top_p": 0.95, "seed": 0, "stop": "line",
+                          **guard}))
+    settings = {"max_new_tokens": cap, "temperature": copilot.TEMPERATURE, "top_k": None, "top_p": copilot.TOP_P,
+                "seed": 0}
+    rows.append((f"the demo's sample mode (T={copilot.TEMPERATURE:g}, top-p {copilot.TOP_P:g}, "
+                 f"repetition_penalty {decoding.REPETITION_PENALTY:g})", decoding.options("sample", settings)))
+    for beams in args.beams:
+        for penalty in args.length_penalty:
+            default = (beams, penalty) == (decoding.NUM_BEAMS, decoding.LENGTH_PENALTY)
+            label = f"beam {beams}, line, length_penalty {penalty:g}" + (" (the demo's default)" if default else "")
+            rows.append((label, {"max_new_tokens": cap, "stop": "line", "num_beams": beams, "length_penalty": penalty}))
+    return rows
+
+
+def own_lines(checkpoint):
+    """The demo's fine-tune on each shipped example; lines completed before and after."""
+    from demos.copilot import Copilot
+    from demos.common import examples
+    from demos.lines import line_cases, lines_completed
+
+    app = Copilot([checkpoint])
+    print("\n| example | lines | pretrained | fine-tuned (100 steps) |\n|---|---:|---:|---:|")
+    for name, text in examples().items():
+        session = None
+        for _, _, session in app.finetune(text):
+            pass
+        tokenizer = session.base.tokenizer
+        cases = line_cases(text)
+        before = lines_completed(session.base.model, tokenizer, cases)
+        after = lines_completed(session.model, tokenizer, cases)
+        print(f"| {name} | {len(cases)} | {before} | {after} |", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", default=os.path.join(harness.ROOT, "checkpoints", "copilot"))
+    parser.add_argument("--places", type=int, default=200)
+    parser.add_argument("--beams", type=int, nargs="*", default=None, help="beam counts to measure "
+                        "(default: the demo's)")
+    parser.add_argument("--length-penalty", type=float, nargs="*", default=None)
+    parser.add_argument("--sampling", action="store_true", help="compare repetition guards for sampling")
+    parser.add_argument("--own-lines", action="store_true", help="also fine-tune on the examples (minutes)")
+    parser.add_argument("--skip-places", action="store_true", help="only --own-lines")
+    harness.add_common_args(parser, default_threads=1)
+    args = parser.parse_args()
+    harness.start(args, compare_torch=False)
+    from demos import decoding
+    from pretrain.corpus import load_corpus
+    from tinytorch.nn import GPT
+    from tinytorch.text import CharTokenizer
+
+    args.beams = args.beams or [decoding.NUM_BEAMS]
+    args.length_penalty = args.length_penalty if args.length_penalty is not None else [decoding.LENGTH_PENALTY]
+    if not args.skip_places:
+        model = GPT.from_pretrained(args.checkpoint)
+        tokenizer = CharTokenizer.from_pretrained(args.checkpoint)
+        cases = places(load_corpus().val, tokenizer, args.places)
+        print(f"# {args.checkpoint}: {len(cases)} places at the start of indented code lines in the standard "
+              f"library's validation files, {CONTEXT} characters of context")
+        print("| decoding | broken | blank / loop / repeat | exact line | edit similarity | median s | p95 s |")
+        print("|---|---:|---|---:|---:|---:|---:|")
+        for label, kwargs in decodings(args):
+            r = measure(model, tokenizer, cases, kwargs)
+            why = " / ".join(str(r["why"][k]) for k in ("blank", "loop", "repeat"))
+            print(f"| {label} | {r['broken']:.1%} | {why} | {r['exact']:.1%} | {r['similarity']:.2f} | "
+                  f"{r['median']:.3f} | {r['p95']:.3f} |", flush=True)
+    if args.own_lines:
+        own_lines(args.checkpoint)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Beam search: keep the N most likely partial completions, grow each by every possible next id,
+keep the N best of those, until the best remaining one cannot beat what has already finished.
+
+A character model decoded greedily writes loops and blank indentation on code: the likeliest next
+character leads into a rut that a slightly less likely one avoids. Ranking whole continuations
+(each up to its stop: the end of the line, of the block) instead of single characters avoids most
+of them. The N beams advance together as one batch of N over the KV cache, so a step costs about
+one forward pass of batch N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .generate import Sequence, log_softmax
+
+
+@dataclass
+class _Beam:
+    ids: list  # prompt + completion so far
+    text: str  # the completion's text ("" when no stop condition needs it)
+    logprob: float
+    parent: int  # the row of the previous step's batch it grew from
+
+
+def score(logprob: float, length: int, length_penalty: float) -> float:
+    """What beams are ranked by: the completion's log-probability over length ** length_penalty
+    (transformers' rule). 0 ranks by log-probability alone, which favours short completions;
+    1 by the mean log-probability per character."""
+    return logprob / length ** length_penalty
+
+
+def best_possible(logprob: float, length: int, max_length: int, length_penalty: float) -> float:
+    """An upper bound on the score of any completion that continues an unfinished one. Log-
+    probabilities are <= 0, so logprob can only fall; the length divides it by at most
+    max_length ** length_penalty when length_penalty > 0, and by at least its current value otherwise."""
+    return logprob / (max_length if length_penalty > 0 else length) ** length_penalty
+
+
+def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: int, num_beams: int,
+                length_penalty: float, num_return_sequences: int) -> list:
+    """The num_return_sequences best distinct completions found, best first, as Sequences.
+
+    logits_of: generate.NextLogits; guard: generate.Guard; stopper: stopping.StopCondition;
+    chars: each id's character, or None when the stop condition reads no text.
+
+    A completion finishes when the stop condition says it has ended, or at max_new_tokens ids
+    (where a line or block of whitespace alone only counts if nothing else finished).
+    Each step ranks every (beam, next id) pair by log-probability and walks down that list: pairs
+    that finish go to the finished list (the same kept ids twice: the better one stays), the
+    others become the next step's beams, until there are num_beams of them. The search ends when
+    no beam is left, or when num_return_sequences have finished and no beam can beat the last of
+    them (best_possible): with enough beams to keep every continuation, it returns exactly what
+    scoring all of them would.
+    """
+    if max_new_tokens == 0:
+        return [Sequence(list(prompt), 0.0, 0.0)]
+    prompt_len = len(prompt)
+    beams = [_Beam(list(prompt), "", 0.0, 0)]
+    finished: dict[tuple, Sequence] = {}
+    fallback = []  # cut off by the cap, but not a completion (stopping.counts_at_cap): if nothing else
+    logits = logits_of([prompt])  # (1, V)
+    for step in range(1, max_new_tokens + 1):
+        logp = np.stack([log_softmax(guard(row, b.ids)) for row, b in zip(logits, beams)])  # (B, V)
+        totals = np.array([b.logprob for b in beams])[:, None] + logp  # (B, V)
+        order = np.argsort(-totals, axis=None, kind="stable")
+        vocab = totals.shape[1]
+        last = step == max_new_tokens
+        growing, ended = [], 0
+        for flat in order:
+            total = float(totals.flat[flat])
+            if total == -np.inf or len(growing) == num_beams or (last and ended == num_beams):
+                break
+            row, token = divmod(int(flat), vocab)
+            parent = beams[row]
+            ids = parent.ids + [token]
+            text = parent.text + chars[token] if chars is not None else ""
+            keep = stopper(ids, step, text)
+            if keep is None and last:
+                keep = step
+                if not stopper.counts_at_cap(text):
+                    fallback.append(Sequence(ids, total, score(total, step, length_penalty)))
+                    continue
+            if keep is None:
+                growing.append(_Beam(ids, text, total, row))
+                continue
+            ended += 1
+            done = Sequence(ids[:prompt_len + keep], total, score(total, step, length_penalty))
+            key = tuple(done.ids)
+            if key not in finished or finished[key].score < done.score:
+                finished[key] = done
+        ranked = sorted(finished.values(), key=lambda s: -s.score)[:max(num_beams, num_return_sequences)]
+        finished = {tuple(s.ids): s for s in ranked}
+        if not growing:
+            break
+        if len(ranked) >= num_return_sequences:
+            bound = max(best_possible(b.logprob, step, max_new_tokens, length_penalty) for b in growing)
+            if bound <= ranked[num_return_sequences - 1].score:
+                break
+        beams = growing
+        logits = logits_of([b.ids for b in beams], [b.parent for b in beams])
+    ranked = sorted(finished.values(), key=lambda s: -s.score) or sorted(fallback, key=lambda s: -s.score)
+    return ranked[:num_return_sequences]
