@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tinytorch import __main__ as cli
+from tinytorch import completion
 from tinytorch.checkpoint import save_pretrained
 from tinytorch.evaluate import text_metrics
 from tinytorch.nn import GPT
@@ -80,6 +81,19 @@ def test_generate_beam_search_prints_the_best_completions_with_log_probabilities
     assert out == "".join(f"# {i}: log-probability {s.logprob:.3f}\n{tokenizer.decode(s.ids)}\n"
                           for i, s in enumerate(found, start=1))
     assert len(found) == 3
+
+
+def test_generate_completes_the_line_by_default_as_the_demo_does(capsys, folder, model, tokenizer):
+    """No decoding flag: the line completion of tinytorch.completion (a beam search to the newline),
+    not free sampling; `--stop none` lifts the stop and --max-new-tokens still caps."""
+    status, out, err = run(capsys, "generate", folder, "ab\nc")
+    best = model.generate(tokenizer.encode("ab\nc"), tokenizer=tokenizer, **completion.beam_options("line"))
+    assert (status, err) == (0, "")
+    assert out == tokenizer.decode(best) + "\n"
+    status, out, _ = run(capsys, "generate", folder, "ab\nc", "--stop", "none", "--max-new-tokens", 9)
+    best = model.generate(tokenizer.encode("ab\nc"), tokenizer=tokenizer,
+                          **{**completion.beam_options("line"), "stop": None, "max_new_tokens": 9})
+    assert status == 0 and out == tokenizer.decode(best) + "\n" and len(best) == 4 + 9
 
 
 def test_generate_repetition_guard_flags_reach_the_library(capsys, folder, model, tokenizer):
