@@ -41,7 +41,8 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
                            "does, and lists its top suggestions.")
     with gr.Row():
         with gr.Column(scale=1):
-            prompt = gr.Code(PROMPT, language="python", label="Prompt", lines=6, max_lines=14)
+            prompt = keep_spaces(gr.Code(language="python", label="Prompt", lines=6, max_lines=14))
+            prompt.value = PROMPT  # set after keep_spaces: the constructor strips its value
             gr.Examples([[p] for p in PROMPTS], [prompt], label="Or start from one of these")
             mode = gr.Radio([(label, key) for key, label in decoding.MODES.items()], value=C.MODE, show_label=False,
                             info="Line and block: a beam search that ranks whole completions. Sample: one "

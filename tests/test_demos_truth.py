@@ -95,6 +95,17 @@ def test_compare_prompts_keep_the_first_lines_indentation():
     assert values == [expected] and expected.startswith("        if pantry_is_low(jar):\n            pan")
 
 
+def test_the_try_it_prompt_keeps_its_trailing_indentation():
+    """The default prompt ends in the 4 spaces of a function body: the model completes from there."""
+    from demos.app import build_app
+    from demos.copilot_ui import PROMPT
+
+    demo = build_app(tabs=("copilot",))
+    values = [c["props"].get("value") for c in demo.get_config_file()["components"]
+              if c.get("props", {}).get("label") == "Prompt"]
+    assert values == [PROMPT] and PROMPT.endswith("):\n    ")
+
+
 def test_the_zip_holds_one_folder_and_loads_from_it_or_from_where_it_was_unpacked(folders, tmp_path):  # noqa: F811
     app = Copilot([folders["copilot"]])
     _, session = app.load(folders["copilot"])
