@@ -111,7 +111,7 @@ def read_config(folder: Path, label: str | None = None) -> dict:
                               f"{MAX_CONFIG_BYTES:,}")
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (ValueError, UnicodeDecodeError) as err:  # ValueError: also an int of over 4300 digits
         raise CheckpointError(f"{label}: not valid JSON ({err})") from None
     except RecursionError:  # the parser recurses once per level of nesting
         values = None
