@@ -13,6 +13,7 @@ import shutil
 import tempfile
 import threading
 import time
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from tinytorch.training import DivergenceError, sample_batch
 
 from . import inside, names, training, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
-    check_training_text, clone, parameter_count, shipped
+    check_training_text, clone, close_temp_folder, parameter_count, shipped, temp_folder
 
 SHIPPED = ("copilot", "copilot-tiny")  # the default first
 # Fine-tune defaults, measured (benchmarks/demo_finetune.py): 100 steps in well under 10 s on the
@@ -58,6 +59,7 @@ class CopilotSession:
         self.settings: dict = {}
         self.stop = threading.Event()
         self.workdir: Path | None = None  # for the zipped checkpoint; removed with the session
+        self.last_used = time.monotonic()  # see demos/sessions.py: idle sessions are released
 
     @property
     def current(self):
@@ -71,10 +73,14 @@ class CopilotSession:
         self.model, self.train_text, self.steps_trained, self.curve, self.settings = None, None, 0, [], {}
 
     def close(self):
-        """gr.State's delete_callback: the session ended (tab closed, or idle too long)."""
+        """The session ended (tab closed, or idle too long): stop its fine-tune, drop its models,
+        remove its files."""
         self.stop.set()
+        self.forget_finetune()
+        self.base = None
         if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            close_temp_folder(self.workdir)
+            self.workdir = None
 
 
 def curve_frame(curve) -> pd.DataFrame | None:
@@ -110,6 +116,7 @@ class Copilot:
     def session(self, session: CopilotSession | None) -> CopilotSession:
         """The session, created on first use, with the default model loaded if none is."""
         session = session if isinstance(session, CopilotSession) else CopilotSession()
+        session.last_used = time.monotonic()
         if session.base is None:
             try:
                 session.base = self.store.get(self.default, self.checkpoints)
@@ -178,6 +185,7 @@ class Copilot:
         batch_size = as_int(batch_size, "Batch size", *BATCH_RANGE)
         tokenizer = session.base.tokenizer
         text, note = check_training_text(text, tokenizer)
+        note = escape(note)  # shown in HTML; it quotes characters of the text
         ids = np.array(tokenizer.encode(text))
         context = min(CONTEXT, session.base.model.config.n_positions, len(ids) - 1)
         rng = np.random.default_rng(0)  # the same batches every run: a fine-tune is reproducible
@@ -198,6 +206,7 @@ class Copilot:
         shown, done = 0.0, None
         try:
             for done in loop:
+                session.last_used = time.monotonic()  # training is not idling
                 session.curve.append((done.step, done.loss))
                 session.steps_trained = before[1] + done.step
                 session.train_text = text
@@ -270,7 +279,7 @@ class Copilot:
         if session.model is None:
             raise DemoError("Nothing to download yet: fine-tune the model first.")
         if session.workdir is None:
-            session.workdir = Path(tempfile.mkdtemp(prefix="tinytorch-demo-"))
+            session.workdir = temp_folder()
         base = session.base
         provenance = {
             "fine_tuned_from": base.source,
@@ -283,7 +292,9 @@ class Copilot:
         folder = session.workdir / "copilot-finetuned"
         with COMPUTE:
             save_pretrained(session.model, folder, tokenizer=base.tokenizer, provenance=provenance)
-        return shutil.make_archive(str(folder), "zip", root_dir=session.workdir, base_dir=folder.name)
+        archive = shutil.make_archive(str(folder), "zip", root_dir=session.workdir, base_dir=folder.name)
+        shutil.rmtree(folder)  # the zip is what is served; the folder would double the disk used
+        return archive
 
     # ------------------------------------------------------------------ 6. look inside
     def attention(self, prompt, layer=0, head=0, session=None):
