@@ -177,7 +177,7 @@ class ModelStore:
             config = checkpoint.read_config(folder)
         except checkpoint.CheckpointError as err:
             message = str(err)
-            for path in sorted({str(folder), location} - {"None", source}, key=len, reverse=True):
+            for path in sorted({str(folder), location} - {"None", shown}, key=len, reverse=True):
                 message = message.replace(path, shown)
             raise DemoError(f"Could not load {shown!r}: {message}") from None
         except OSError as err:  # permissions, a full disk: the reason, not the file's path

@@ -49,8 +49,7 @@ def last_used(entry) -> float | None:
     return max((t for t in used if t is not None), default=None)
 
 
-def release_stale(demo, departed: dict, idle_seconds: float = IDLE_SECONDS,
-                  grace_seconds: float = GRACE_SECONDS) -> int:
+def release_stale(demo, departed: dict, idle_seconds: float, grace_seconds: float) -> int:
     """Release the sessions idle for longer than idle_seconds, and those that left (departed:
     session hash -> time.monotonic() when its page closed) grace_seconds ago and sent nothing
     since; returns how many."""
@@ -69,10 +68,10 @@ def release_stale(demo, departed: dict, idle_seconds: float = IDLE_SECONDS,
     return len(stale)
 
 
-def watch(demo, idle_seconds: float = IDLE_SECONDS, grace_seconds: float = GRACE_SECONDS,
-          sweep_seconds: float = SWEEP_SECONDS) -> None:
-    """Call inside the app's Blocks: note when a page closes, and every sweep_seconds release
-    the sessions that left or idled (a daemon thread, which ends when the app closes)."""
+def watch(demo) -> None:
+    """Call inside the app's Blocks: note when a page closes, and every SWEEP_SECONDS release
+    the sessions that left or idled (a daemon thread, which ends when the app closes). The three
+    settings are read at each sweep."""
     departed: dict[str, float] = {}
 
     def left(request: gr.Request):
@@ -87,10 +86,10 @@ def watch(demo, idle_seconds: float = IDLE_SECONDS, grace_seconds: float = GRACE
         while (found := app()) is not None:
             if found.is_running:
                 launched = True
-                release_stale(found, departed, idle_seconds, grace_seconds)
+                release_stale(found, departed, IDLE_SECONDS, GRACE_SECONDS)
             elif launched:  # closed
                 return
             del found  # hold no reference while asleep
-            time.sleep(sweep_seconds)
+            time.sleep(SWEEP_SECONDS)
 
     threading.Thread(target=sweep, name="release-idle-sessions", daemon=True).start()

@@ -137,14 +137,14 @@ def corpus_words(corpus) -> str:
     return _short(corpus, 80)
 
 
-# Characters Markdown acts on, as HTML entities: text from a checkpoint shows as written, never
-# as a link, an image or emphasis (escape() alone stops only HTML).
-MARKDOWN = str.maketrans({c: f"&#{ord(c)};" for c in "\\`*_[]()#!|~:"})
+# What HTML and Markdown act on, as numeric entities, in one pass: text from a checkpoint shows
+# as written, never as a tag, a link, an image or emphasis (html.escape alone stops only tags).
+PLAIN = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'\\`*_[]()#!|~:"})
 
 
 def plain(value) -> str:
     """Any value (text from a config.json, an error) for a Markdown or HTML page, shown as text."""
-    return escape(str(value)).translate(MARKDOWN)
+    return str(value).translate(PLAIN)
 
 
 def model_card(label: str, config: dict, parameters: int, note: str = "") -> str:
