@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -105,12 +106,12 @@ def test_a_hub_model_lives_only_while_sessions_hold_it(app, hub_env, folder):
     _, first = app.load("me/tiny")
     _, second = app.load("me/tiny")
     assert first.base is second.base  # one copy for both students
+    loaded = weakref.ref(first.base)
     first.close()
     assert app.store.get("me/tiny") is second.base  # still held by the second
     second.close()
-    del first, second
     gc.collect()
-    assert len(app.store._borrowed) == 0 and len(app.store._models) == 0
+    assert loaded() is None  # the store let it go with its last student
 
 
 # ================================================================== 4. sessions: released, gradients dropped
@@ -118,7 +119,7 @@ def test_a_fine_tune_leaves_no_gradients(app):
     session = app.session(None)
     finetune(app, session, 10)
     assert session.model is not None and session.steps_trained == 10
-    assert [p.grad for p in session.model.parameters()] == [None] * len(session.model.parameters())
+    assert sum(p.grad is not None for p in session.model.parameters()) == 0
 
 
 def test_closing_a_session_drops_its_models_and_files(app):
@@ -148,8 +149,9 @@ def test_default_prompts_scan_the_text_a_fixed_number_of_times(monkeypatch):
     body = "".join(f"def x{i:04d}_helper():\n" for i in range(11_000))
     text = f'DOC = """\n{body}"""\n\ndef real_helper(x):\n    return real_helper(x)\n'  # 99 KB of names in a string
     scanned = [0]
-    for name in ("DEFINED", "USE"):
-        monkeypatch.setattr(names, name, CountingPattern(getattr(names, name), scanned))
+    for name in ("DEFINED", "USE"):  # the module's compiled patterns
+        if hasattr(names, name):
+            monkeypatch.setattr(names, name, CountingPattern(getattr(names, name), scanned))
     real_re = names.re
 
     class CountingRe:
