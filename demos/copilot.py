@@ -25,7 +25,7 @@ from tinytorch.training import DivergenceError, sample_batch
 
 from . import inside, names, training, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
-    check_training_text, clone, close_temp_folder, parameter_count, shipped, temp_folder
+    check_training_text, clone, close_temp_folder, display_name, parameter_count, shipped, temp_folder
 
 SHIPPED = ("copilot", "copilot-tiny")  # the default first
 # Fine-tune defaults, measured (benchmarks/demo_finetune.py): 100 steps in well under 10 s on the
@@ -67,7 +67,7 @@ class CopilotSession:
 
     @property
     def label(self) -> str:
-        return self.base.source + (" (fine-tuned)" if self.model is not None else "")
+        return display_name(self.base.source) + (" (fine-tuned)" if self.model is not None else "")
 
     def forget_finetune(self):
         self.model, self.train_text, self.steps_trained, self.curve, self.settings = None, None, 0, [], {}
@@ -131,7 +131,7 @@ class Copilot:
         if session.model is not None:
             note = (f"**Fine-tuned in this session:** {session.steps_trained} steps on "
                     f"{len(session.train_text or ''):,} characters. Reset to go back to the pretrained weights.")
-        return views.model_card(base.source, base.config, parameter_count(base.model), note)
+        return views.model_card(display_name(base.source), base.config, parameter_count(base.model), note)
 
     # ------------------------------------------------------------------ 1. load
     def load(self, source, session=None):

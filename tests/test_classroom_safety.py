@@ -203,6 +203,40 @@ def test_error_toasts_are_escaped():
     assert "/srv/secret" not in str(hidden.message) and "FileNotFoundError" in str(hidden.message)
 
 
+def test_html_from_a_hub_config_never_reaches_the_page(folder, hub_env):
+    """A real browser loads two crafted Hub repos: one whose provenance carries an <img>, one whose
+    model_type does (refused, so it lands in the error toast). Both show as text; neither is an element."""
+    pytest.importorskip("playwright.sync_api", reason="playwright (python) not installed")
+    from demos.screenshots import CHROMIUM, browser_page, visible
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"{CHROMIUM} not found")
+    from demos.app import build_app
+    from demos.ui import launch_kwargs
+    from test_demos_app import free_port
+
+    card_img, toast_img = "<img src=x id=pwned-card>", "<img src=x id=pwned-toast>"
+    hub_env.add_commit("me/card", files_of(folder, provenance={"tasks_right": card_img, "tasks_total": 1}))
+    hub_env.add_commit("me/toast", files_of(folder, model_type=toast_img))
+    demo = build_app(("copilot",), copilot_checkpoints=[str(folder)])
+    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True,
+                            quiet=True, **launch_kwargs())
+    try:
+        with browser_page() as page:
+            page.goto(url)
+            visible(page, "parameters")
+            assert str(folder) not in page.inner_text("body")  # the instructor's folder, by its name only
+            for repo, img in [("me/card", card_img), ("me/toast", toast_img)]:
+                source = page.locator("input[role=combobox]").first
+                source.fill(repo)
+                source.press("Enter")
+                page.get_by_role("button", name="Load", exact=True).click()
+                visible(page, f"{img}/1 pairs right" if repo == "me/card" else f"model_type '{img}'")
+                assert page.locator("#pwned-card, #pwned-toast").count() == 0
+    finally:
+        demo.close()
+
+
 # ================================================================== 8. no oracle, no server paths
 def test_load_answers_the_same_whatever_exists_on_the_server(app, hub_env, tmp_path, monkeypatch):
     (tmp_path / "exists").mkdir()
