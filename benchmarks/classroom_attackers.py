@@ -116,6 +116,19 @@ while True:
 """
 
 
+def connect(url: str):
+    """A gradio_client Client; a busy server can time out the first request, so try three times."""
+    from gradio_client import Client
+
+    for attempt in range(3):
+        try:
+            return connect(url)
+        except Exception:  # noqa: BLE001 - httpx timeouts: retried, then raised
+            if attempt == 2:
+                raise
+            time.sleep(2)
+
+
 def said(err: Exception) -> str:
     """What the page showed, as text: the error toast's message is HTML-escaped by the demo."""
     return " ".join(unescape(str(err)).split())
@@ -124,7 +137,7 @@ def said(err: Exception) -> str:
 # ------------------------------------------------------------------ the run
 def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_after: float = 120.0,
         departing: int = 50, new_chars: int = 20, log=print) -> dict:
-    from gradio_client import Client, handle_file
+    from gradio_client import handle_file
 
     checkpoint = Path(checkpoint).resolve()
     work = Path(tempfile.mkdtemp(prefix="tinytorch-attack-"))
@@ -171,7 +184,11 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
                 time.sleep(1.0)
 
         def student():
-            client = Client(url, verbose=False)
+            try:
+                client = connect(url)
+            except Exception as err:  # noqa: BLE001 - counted, reported
+                failures.append(f"connect: {type(err).__name__}")
+                return
             while not stop.is_set():
                 started, now = phase[0], time.perf_counter()
                 try:
@@ -210,7 +227,7 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
             seconds[name] = time.perf_counter() - start
 
         def tabs():
-            c = Client(url, verbose=False)
+            c = connect(url)
             out = [load(c, "attack/tabs")]
             for n in (300, 10_000):
                 try:
@@ -223,14 +240,14 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
 
         def single(repo):
             def fn():
-                c = Client(url, verbose=False)
+                c = connect(url)
                 out = [load(c, repo)]
                 c.close()
                 return out
             return fn
 
         def big():
-            clients = [Client(url, verbose=False) for _ in range(2)]
+            clients = [connect(url) for _ in range(2)]
             out = [load(c, "attack/big") for c in clients]
             for c in clients:
                 c.close()
@@ -241,15 +258,18 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
 
             texts, done, errors = list(examples().values()), [0], []
 
+            arriving = threading.Semaphore(10)  # students come and go; 10 at a time
+
             def one(i):
-                c = Client(url, verbose=False)
-                try:
-                    c.predict(texts[i % len(texts)], 10, None, 8, api_name="/finetune")
-                    c.predict(api_name="/download")
-                    done[0] += 1
-                except Exception as err:  # noqa: BLE001
-                    errors.append(f"{type(err).__name__}: {str(err)[:80]}")
-                c.close()
+                with arriving:
+                    try:
+                        c = connect(url)
+                        c.predict(texts[i % len(texts)], 10, None, 8, api_name="/finetune")
+                        c.predict(api_name="/download")
+                        c.close()
+                        done[0] += 1
+                    except Exception as err:  # noqa: BLE001
+                        errors.append(f"{type(err).__name__}: {said(err)[:80]}")
 
             pool = [threading.Thread(target=one, args=(i,)) for i in range(departing)]
             for t in pool:
@@ -261,7 +281,7 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
         def uploads():
             path = work / "defs.py"
             path.write_text(DEF_BOMB)
-            clients = [Client(url, verbose=False) for _ in range(6)]
+            clients = [connect(url) for _ in range(6)]
             results, pool = [None] * 6, []
 
             def one(i):
@@ -282,7 +302,7 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
             return [f"6 uploads of {len(DEF_BOMB):,} characters answered in " + ", ".join(map(str, results))]
 
         def html():
-            c = Client(url, verbose=False)
+            c = connect(url)
             card = c.predict("attack/html", api_name="/load")
             out = [f"loaded; its card holds no <img> tag: {'<img' not in card}, shows it as text: {'&#60;img' in card}",
                    load(c, "attack/html-type")]
@@ -290,7 +310,7 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
             return out
 
         def oracle():
-            c = Client(url, verbose=False)
+            c = connect(url)
             (work / "exists").mkdir(exist_ok=True)
             (work / "exists" / "file.py").write_text("x = 1\n")  # relative to the server's folder
             answers = {load(c, name, None).replace(name, "NAME") for name in ("exists/file.py", "exists/nothing",

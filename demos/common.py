@@ -30,9 +30,12 @@ MAX_TEXT_CHARS = 100_000  # training text, pasted or uploaded: a few files of yo
 MAX_UPLOAD_BYTES = 200_000  # read no more than this from an upload (text is at most 100k chars)
 MAX_PROMPT_CHARS = 10_000  # only the last n_positions characters reach the model anyway
 # The largest model a student may load from the Hub (config.json is checked before the weights
-# are fetched). The shipped copilot has 0.47M parameters; 20M (80 MB of float32, about 400 MB
-# while one session fine-tunes a copy with Adam) still fits a classroom server.
-MAX_PARAMETERS = int(os.environ.get("TINYTORCH_DEMO_MAX_PARAMETERS", 20_000_000))
+# are fetched), and how many such models may be in memory at once. The shipped copilot has 0.47M
+# parameters. At 5M (20 MB of float32), a class of 30 that each keep a fine-tuned copy holds
+# 600 MB of copies, plus 80 MB for 4 distinct Hub models, plus Adam's state during the (at most
+# 2) fine-tunes running: a classroom server's budget.
+MAX_PARAMETERS = int(os.environ.get("TINYTORCH_DEMO_MAX_PARAMETERS", 5_000_000))
+MAX_HUB_MODELS = int(os.environ.get("TINYTORCH_DEMO_HUB_MODELS", 4))
 
 
 class DemoError(ValueError):
@@ -106,13 +109,16 @@ class ModelStore:
     The checkpoints the app offers stay loaded (the few most recent). One a student named (a Hub
     repo id) lives only while some session holds it: when its students leave, its memory goes.
     Sessions never modify these models: a session that fine-tunes trains its own copy.
-    max_parameters: the largest model a student may load (the offered ones are the instructor's).
+    max_parameters: the largest model a student may load (the offered ones are the instructor's);
+    max_hub_models: how many different ones may be in memory (or loading) at once.
     """
 
-    def __init__(self, capacity: int = 4, extra_files=("tasks.txt",), max_parameters: int = MAX_PARAMETERS):
+    def __init__(self, capacity: int = 4, extra_files=("tasks.txt",), max_parameters: int = MAX_PARAMETERS,
+                 max_hub_models: int = MAX_HUB_MODELS):
         self.capacity = capacity
         self.extra_files = extra_files
         self.max_parameters = max_parameters
+        self.max_hub_models = max_hub_models
         self._models: OrderedDict[str, Loaded] = OrderedDict()  # offered: kept
         self._borrowed: weakref.WeakValueDictionary[str, Loaded] = weakref.WeakValueDictionary()  # held by sessions
         self._lock = threading.Lock()  # guards the dicts, never held while loading
@@ -129,6 +135,11 @@ class ModelStore:
         with self._lock:
             if (found := self._find(key)) is not None:
                 return found
+            held = set(self._borrowed.keys()) | {k for k in self._loading if k.startswith("hub:")}
+            if not offer and key not in held and len(held) >= self.max_hub_models:
+                raise DemoError(f"Students have {len(held)} other Hub models loaded, as many as this server holds "
+                                "at once; use one of those or a shipped checkpoint, or try again when some "
+                                "students have left.")
             loading = self._loading.setdefault(key, threading.Lock())
         with loading:
             with self._lock:

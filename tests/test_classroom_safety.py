@@ -368,3 +368,18 @@ def test_ctrl_c_removes_every_session_folder(folder, tmp_path):
             if server.poll() is None:
                 server.kill()
         assert [p.name for p in temp.iterdir() if p.name.startswith("tinytorch-demo-")] == []
+
+
+def test_the_number_of_hub_models_in_memory_is_bounded(folder, hub_env):
+    for name in ("one", "two", "three"):
+        hub_env.add_commit(f"me/{name}", files_of(folder))
+    app = Copilot([str(folder)], store=ModelStore(max_hub_models=2))
+    _, first = app.load("me/one")
+    _, second = app.load("me/two")
+    with pytest.raises(DemoError, match=r"^Students have 2 other Hub models loaded, as many as this server holds"):
+        app.load("me/three")
+    assert app.load("me/one")[1].base is first.base  # one already in memory is shared, not counted again
+    first.close()
+    del first
+    gc.collect()
+    assert app.load("me/three")[1].base.source == "me/three"  # room again once its students left
