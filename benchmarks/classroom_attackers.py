@@ -143,7 +143,8 @@ def said(err: Exception) -> str:
 
 # ------------------------------------------------------------------ the run
 def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_after: float = 120.0,
-        departing: int = 50, new_chars: int = 20, log=print) -> dict:
+        departing: int = 50, new_chars: int = 20, control: bool = False, log=print) -> dict:
+    """control: the same phases with no attacker (what the students alone cost)."""
     from gradio_client import handle_file
 
     checkpoint = Path(checkpoint).resolve()
@@ -338,8 +339,10 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
         attacks = {"tabs": tabs, "layers": single("attack/layers"), "llama": single("attack/llama"), "big": big,
                    "departing": departing_students, "uploads": uploads, "nan": single("attack/nan"), "html": html,
                    "oracle": oracle, "deep": single("attack/deep")}
+        if control:
+            attacks = {}
         phase[0] = "during"
-        log(f"attackers: {', '.join(attacks)}")
+        log(f"attackers: {', '.join(attacks) or 'none (a control run)'}")
         attack_start = time.perf_counter()
         pool = [threading.Thread(target=attacker, args=item) for item in attacks.items()]
         for t in pool:

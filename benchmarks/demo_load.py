@@ -290,6 +290,8 @@ def main() -> None:
                              "and crafted checkpoints, uploads and departing students (benchmarks/classroom_attackers.py)")
     parser.add_argument("--quiet-after", type=float, default=120.0,
                         help="with --attackers: seconds measured after the attacks (default 120)")
+    parser.add_argument("--control", action="store_true",
+                        help="with --attackers: the same phases without attackers, for comparison")
     args = parser.parse_args()
     if not os.path.isdir(args.checkpoint):
         sys.exit(f"no checkpoint folder {args.checkpoint}")
@@ -299,7 +301,7 @@ def main() -> None:
 
         print(harness.machine(1, malloc="malloc: as python -m demos sets it", compare_torch=False))
         out = classroom_attackers.run(args.checkpoint, students=args.sessions, quiet_after=args.quiet_after,
-                                      new_chars=args.new)
+                                      new_chars=args.new, control=args.control)
         classroom_attackers.report(out)
         sys.exit(1 if out["failures"] else 0)
     demos.configure_process()  # the malloc settings python -m demos runs with
