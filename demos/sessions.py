@@ -11,6 +11,7 @@ hands the freed memory back to the OS.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -25,12 +26,14 @@ from tinytorch.memory import release_free_memory
 IDLE_SECONDS = 60 * float(os.environ.get("TINYTORCH_DEMO_IDLE_MINUTES", 15))
 GRACE_SECONDS = 30
 SWEEP_SECONDS = 5  # how often departed and idle sessions are looked for
+log = logging.getLogger("demos")
 
 
 def release(demo, session_hash: str) -> int:
     """Close every session object of `session_hash` and forget the entry; returns how many were closed."""
-    entry = demo.state_holder.session_data.pop(session_hash, None)
-    demo.state_holder.time_last_used.pop(session_hash, None)
+    with demo.state_holder.lock:  # gradio's own, around its changes to the same dicts
+        entry = demo.state_holder.session_data.pop(session_hash, None)
+        demo.state_holder.time_last_used.pop(session_hash, None)
     if entry is None:
         return 0
     closed = 0
@@ -54,7 +57,9 @@ def release_stale(demo, departed: dict, idle_seconds: float, grace_seconds: floa
     session hash -> time.monotonic() when its page closed) grace_seconds ago and sent nothing
     since; returns how many."""
     now, stale = time.monotonic(), []
-    for session_hash, entry in list(demo.state_holder.session_data.items()):
+    with demo.state_holder.lock:
+        entries = list(demo.state_holder.session_data.items())
+    for session_hash, entry in entries:
         used, left = last_used(entry), departed.get(session_hash)
         if used is not None and now - used > idle_seconds:
             stale.append(session_hash)
@@ -86,7 +91,10 @@ def watch(demo) -> None:
         while (found := app()) is not None:
             if found.is_running:
                 launched = True
-                release_stale(found, departed, IDLE_SECONDS, GRACE_SECONDS)
+                try:
+                    release_stale(found, departed, IDLE_SECONDS, GRACE_SECONDS)
+                except Exception:  # noqa: BLE001 - a bug here must not stop the sweeping
+                    log.exception("releasing sessions failed")
             elif launched:  # closed
                 return
             del found  # hold no reference while asleep

@@ -6,7 +6,6 @@ gradient, no temporary folder, no server path on the page."""
 import gc
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import pytest
 
 from demos import common, names, sessions, views
 from demos.common import DemoError, ModelStore
-from demos.copilot import Copilot, CopilotSession
+from demos.copilot import Copilot
 from tinytorch import checkpoint
 from tinytorch.checkpoint import save_pretrained, write_weights
 from tinytorch.nn import GPT, GPTConfig
