@@ -253,10 +253,6 @@ def clone(model: GPT) -> GPT:
     return copy.eval()
 
 
-def parameter_count(model: GPT) -> int:
-    return sum(p.size for p in model.parameters())
-
-
 # ===================================================================== input checks
 def as_int(value, name: str, low: int, high: int) -> int:
     """An integer in [low, high], from what a slider or an API call sends (int, float, str)."""

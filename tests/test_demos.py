@@ -19,7 +19,7 @@ from tinytorch import completion
 from demos.common import COMPUTE, DemoError, FairLock, check_training_text, read_upload
 from demos.copilot import Copilot, CopilotSession
 from demos.level1 import FROM_CHECKPOINT, FROM_SCRATCH, Level1
-from pretrain.tasks import DEFAULT_TASKS, format_tasks, task_tokenizer
+from tasks.level1 import DEFAULT_TASKS, format_tasks, task_tokenizer
 from tinytorch.checkpoint import save_pretrained
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.optim import AdamW
