@@ -29,8 +29,8 @@ from .curves import curve_frame
 
 # The shipped copilots, the default first (tinytorch.checkpoint names every shipped model).
 SHIPPED = tuple(name for name in SHIPPED_NAMES if name.startswith("copilot"))
-# Fine-tune defaults, measured (benchmarks/demo_finetune.py): 100 steps in well under 10 s on the
-# copilot and 2 s on copilot-tiny on a 2-core machine, and enough to learn an example's names.
+# Fine-tune defaults: 100 steps are short enough for a class to wait for, and enough to learn an
+# example's names (benchmarks/demo_finetune.py measures both; figures in benchmarks/README.md).
 STEPS, STEPS_RANGE = 100, (10, 300)
 LR_RANGE = (1e-5, 0.1)  # the default depends on the model: see recommended_lr
 BATCH, BATCH_RANGE = 8, (1, 64)
@@ -46,9 +46,8 @@ ZIPPED = "copilot-finetuned"  # the one folder inside the downloaded zip
 
 def recommended_lr(config) -> float:
     """The default learning rate for fine-tuning a model of this width: 3e-3 at n_embd 32, scaled
-    as 1/n_embd above that (wider layers take bigger steps from the same rate). Measured with
-    benchmarks/demo_finetune.py: copilot-tiny learns most at 3e-3; the n_embd-96 copilot reached
-    1.45 bits/char on an example at 1e-3 but 1.8 at 3e-3 and 2.9 at 6e-3."""
+    as 1/n_embd above that (wider layers take bigger steps from the same rate). The rates were
+    chosen with benchmarks/demo_finetune.py --lr (figures in benchmarks/README.md)."""
     return round(3e-3 * min(1.0, 32 / config.n_embd), 5)
 
 

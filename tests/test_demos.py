@@ -317,8 +317,8 @@ def test_sessions_are_isolated(app):
 
 
 def test_generation_while_another_session_trains_does_not_break_training(app):
-    """tinytorch's no_grad is one process-wide switch: without the compute lock, a generation in
-    one thread turns off gradient recording in another thread's training step."""
+    """A generation (under no_grad) in one thread while another session trains: grad mode is per
+    thread, so the training step still records its graph and the fine-tune completes."""
     _, trainer = app.load(app.default)
     _, talker = app.load(app.default)
     stop = threading.Event()
