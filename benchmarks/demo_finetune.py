@@ -7,7 +7,7 @@ from 3 typed characters, and the default comparison prompts' completions, before
         [--examples pantry.py] [--quiet] [--default-malloc]
 
 CHECKPOINT: a folder; default: the shipped checkpoints/copilot-tiny and checkpoints/copilot.
-The budget (issue 5): 100 steps within 10 s on copilot and 2 s on copilot-tiny, on 2 cores.
+The budget: 100 steps within 10 s on copilot and 2 s on copilot-tiny, on 2 cores.
 """
 
 import argparse

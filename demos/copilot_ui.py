@@ -40,7 +40,8 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     keeping = keep_panel()  # 5
     inside = inside_panel()  # 6
 
-    # What describes the session's model no longer, once its weights change.
+    # Each step's events, in page order. `results` no longer describe the session's model once its
+    # weights change: Load, Start and Reset clear them.
     results = [comparing.comparison, comparing.details, keeping.saved, inside.attention, inside.probabilities]
     sampling = [trying.max_new, trying.temperature, trying.top_k, trying.top_p, trying.seed, trying.mode]
     wire_choose(demo, app, session, model, tuning, inside, results)
