@@ -249,15 +249,15 @@ def test_decoder_logits_equal_the_full_forward_pass(rng, dtype, tol):
 
 def test_generation_follows_the_documented_window_policy(rng):
     """Greedy decoding against an independent loop: the context is ids[start:], and when it would
-    exceed the window it restarts from the last refill_keep(window) ids (as does a prompt that
-    fills the window)."""
+    exceed the window it restarts from the last refill_keep(window) ids; a prompt longer than the
+    window is read as its last window for the first step."""
     from tinytorch.generate import refill_keep
 
     model = tiny_gpt(n_positions=8)
     assert refill_keep(8) == 6 and refill_keep(64) == 48 and refill_keep(128) == 96 and refill_keep(1) == 1
     for prompt_len in (2, 8, 11):
         prompt = [int(i) for i in rng.integers(0, 11, prompt_len)]
-        ids, start, lengths = list(prompt), (prompt_len - refill_keep(8) if prompt_len >= 8 else 0), []
+        ids, start, lengths = list(prompt), max(0, prompt_len - 8), []
         for _ in range(25):
             if len(ids) - start > 8:
                 start = len(ids) - refill_keep(8)

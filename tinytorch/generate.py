@@ -224,8 +224,8 @@ class NextLogits:
     so a KV cache cannot slide along a longer text (every cached key would need a new position).
     Instead, when the next step would not fit, the window restarts from the last 3/4 of it
     (`refill_keep`): one forward pass over those ids refills the cache, and the next quarter window
-    of tokens costs one position each again. A prompt that fills the window starts that way (a
-    line completion after a long prompt then needs no refill at all). So the context of every step
+    of tokens costs one position each again. A prompt that fills the window is read whole for the
+    first step (its last n_positions ids), as the model was trained. So the context of every step
     is between 3/4 and all of the window, never less (but for a shorter prompt), and recomputing
     costs a pass every quarter window, not every token.
     use_cache=False computes every step from scratch over the very same context (the reference the
@@ -245,8 +245,8 @@ class NextLogits:
         first); parents: which row of the last call each continues (None: the same rows) ->
         logits (B, V)."""
         n = len(rows[0])
-        if self.start is None:  # a prompt that fills the window starts from its last 3/4 at once
-            self.start = n - refill_keep(self.window) if n >= self.window else 0
+        if self.start is None:  # the first step: the prompt, or its last window
+            self.start = max(0, n - self.window)  # the first step sees the whole window, as in training
             return self._refill(rows)
         if n - self.start > self.window:  # full: restart the window from its last 3/4
             self.start = n - refill_keep(self.window)
