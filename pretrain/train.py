@@ -225,14 +225,14 @@ def resume(run: Run) -> RunState:
 
 def stopped(run: Run, state: RunState, stop: StopRequest, started: float) -> bool:
     """Whether to end the loop before the next step: on a signal (saved first) or a spent --hours."""
-    cfg, resume_command = run.cfg, run_settings.resume_command(run.cfg)
+    cfg = run.cfg
     if stop.signal:
         saved = f"saved step {state.step} to {folder}" if (folder := save(run, state)) else "not saved"
-        print(f"\n{stop.signal}: {saved}; continue with: {resume_command}", file=sys.stderr)
+        print(f"\n{stop.signal}: {saved}; continue with: {run_settings.resume_command(cfg)}", file=sys.stderr)
         return True
     if cfg.hours and time.perf_counter() - started > cfg.hours * 3600:
         print(f"\nthe --hours budget of {cfg.hours:g} h is spent at step {state.step}; continue with: "
-              f"{resume_command} --hours {2 * cfg.hours:g}", file=sys.stderr)
+              f"{run_settings.resume_command(cfg)} --hours {2 * cfg.hours:g}", file=sys.stderr)
         return True
     return False
 
