@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from tinytorch.checkpoint import load_model, load_tokenizer, read_config, save_pretrained
+from tinytorch.checkpoint import default_model_card, load_model, load_tokenizer, read_config, save_pretrained
 
 from . import run_state
 
@@ -71,23 +71,8 @@ def model_card(name: str, config: dict, records: list[dict], best_step: int) -> 
     evals = [r for r in records if r.get("kind") == "eval"]
     best = next((r for r in evals if r["step"] == best_step), evals[-1] if evals else {})
     provenance = config.get("provenance", {})
-    lines = [
-        "---", "license: mit", "library_name: tinytorch", "pipeline_tag: text-generation",
-        "tags:", "- tinytorch", "- gpt2", "- character-level", "- education", "---", "",
-        f"# tinytorch {name}", "", DESCRIPTIONS.get(name, ""), "",
-        f"GPT-2 architecture: {config['n_layer']} layers, {config['n_head']} heads, n_embd {config['n_embd']}, "
-        f"context {config['n_positions']} characters, vocabulary {config['vocab_size']} "
-        "(ids 0 and 1 are `<pad>` and `<unk>`). Weights in safetensors under GPT-2's names: "
-        "`transformers.GPT2LMHeadModel.from_pretrained` loads this folder too.", "",
-        "```python", "from tinytorch.nn import GPT", "from tinytorch.text import CharTokenizer",
-        f'model = GPT.from_pretrained("checkpoints/{name}")  # or a Hub repo id',
-        f'tok = CharTokenizer.from_pretrained("checkpoints/{name}")',
-        f'print(tok.decode(model.generate(tok.encode("{"FGHI>" if name == "level1" else "def "}"), '
-        f'{4 if name == "level1" else 60}, temperature=0)))',
-        "```", "", "## Training", "",
-        f"Made with: `{provenance.get('command', '?')}`", "",
-        f"This folder holds the step with the lowest validation loss: step {best_step}.", "",
-    ]
+    lines = ["## Training", "", f"Made with: `{provenance.get('command', '?')}`", "",
+             f"This folder holds the step with the lowest validation loss: step {best_step}.", ""]
     corpus = provenance.get("corpus")
     if corpus:
         lines += [f"Corpus: `{corpus['root']}`, {corpus['train_files']} training files "
@@ -113,7 +98,10 @@ def model_card(name: str, config: dict, records: list[dict], best_step: int) -> 
         lines += ["## Answers (best step)", "", "| input | expected | answer |", "|---|---|---|"]
         lines += [f"| {a['input']}> | {a['expected']} | {a['answer']} {'✓' if a['correct'] else '✗'} |"
                   for a in best["answers"]]
-    return "\n".join(lines) + "\n"
+    prompt, new_tokens = ("FGHI>", 4) if name == "level1" else ("def ", 60)
+    return default_model_card(config, title=f"tinytorch {name}", about=DESCRIPTIONS.get(name, ""),
+                              folder=f"checkpoints/{name}", prompt=prompt, new_tokens=new_tokens,
+                              tags=("education",), sections=lines)
 
 
 def export_files(model: str) -> tuple[str, ...]:

@@ -7,7 +7,8 @@ import os
 import signal
 import sys
 import time
-from dataclasses import asdict
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -102,148 +103,189 @@ def open_run(cfg: TrainConfig, out: Path) -> TrainConfig:
     return cfg
 
 
+@dataclass
+class RunState:
+    """Where the run stands: trainer_state.json keeps it (beside the RNGs and the configs), so that a
+    resumed run continues exactly as an uninterrupted one would."""
+
+    step: int = 0
+    best_val_loss: float = math.inf
+    best_step: int = 0
+    elapsed: float = 0.0  # seconds of training, over every resume
+    interval: list = field(default_factory=lambda: [0.0, 0])  # [sum of train losses, steps] since the last log
+    figures: dict = field(default_factory=dict)  # of the latest evaluation, for the saved model's provenance
+
+    def to_dict(self) -> dict:
+        """The figures are not kept: the next evaluation gives them again."""
+        return {k: v for k, v in asdict(self).items() if k != "figures"}
+
+    @classmethod
+    def from_dict(cls, state: dict) -> RunState:
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name != "figures"})
+
+
+@dataclass
+class Run:
+    """What stays fixed while the run trains: its folder and settings, the model, optimizer and data."""
+
+    out: Path
+    cfg: TrainConfig
+    model: GPT
+    optimizer: AdamW
+    tokenizer: CharTokenizer
+    next_batch: Callable  # rng -> (x, y), each (batch, n_positions) int64
+    evaluator: Callable  # model -> the evaluation's figures
+    data_rng: np.random.Generator
+    provenance: dict  # written into every saved model's config.json
+    fingerprint: str | None  # of the corpus; None for level1's tasks
+
+
 def train(cfg: TrainConfig, out: Path) -> int:
     """config -> data -> model -> optimizer -> resume -> loop -> export."""
-    command = run_settings.command(cfg)
-    resume_command = run_settings.resume_command(cfg)
-
-    # ---------------------------------------------------------------- data
-    tokenizer, next_batch, evaluate, data_info = build_data(cfg)
-
-    # ---------------------------------------------------------------- model and optimizer
+    tokenizer, next_batch, evaluator, data_info = build_data(cfg)
     tinytorch.manual_seed(cfg.seed)
-    config = GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd,
-                       n_layer=cfg.n_layer, n_head=cfg.n_head, dropout=cfg.dropout)
-    model = GPT(config)
+    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd,
+                          n_layer=cfg.n_layer, n_head=cfg.n_head, dropout=cfg.dropout))
     optimizer = AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
-    data_rng = np.random.default_rng(cfg.seed)
-
-    def get_lr(step: int) -> float:
-        return cosine_lr(step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
-
-    # ---------------------------------------------------------------- resume
-    step, best_val, best_step, elapsed, interval = 0, math.inf, 0, 0.0, [0.0, 0]
-    point = run_state.resume_point(out) if cfg.resume else None
-    if point is not None:
-        latest, (weights, arrays, state), passed_over = point
-        for why in passed_over:
-            print(f"warning: {why}; resuming from {latest.name}, the newest checkpoint that loads", file=sys.stderr)
-        if state["model_config"] != config.to_dict():
-            raise ValueError(f"{latest}: trained with {state['model_config']}, not {config.to_dict()}; "
-                             "resume with the same model flags or use another --out")
-        if state.get("data_fingerprint") != data_info.get("corpus", data_info).get("fingerprint", None) and cfg.model != "level1":
-            raise ValueError(f"{latest}: trained on another corpus (fingerprints differ); use another --out")
-        model.load_state_dict(weights)
-        optimizer.load_state_dict(arrays, state["optimizer"])
-        run_state.restore_rng(data_rng, state["data_rng"])
-        run_state.restore_rng(tinytorch.rng.generator(), state["init_rng"])
-        step, best_val, best_step, elapsed = state["step"], state["best_val_loss"], state["best_step"], state["elapsed"]
-        interval = state["interval"]
-        run_state.rewind(out, step)
-        print(f"resuming {out} at step {step}", file=sys.stderr)
-        if step >= cfg.steps:
-            print(f"the run is complete (--steps {cfg.steps}); to train longer: {resume_command} --steps N",
-                  file=sys.stderr)
-    else:
-        if cfg.resume:
-            print(f"nothing to resume in {out}: starting from step 0", file=sys.stderr)
-        (out / run_state.METRICS).unlink(missing_ok=True)  # of a run killed before its first checkpoint
-
-    provenance = {"model": cfg.model, "command": command, "seed": cfg.seed,
+    provenance = {"model": cfg.model, "command": run_settings.command(cfg), "seed": cfg.seed,
                   "tinytorch_version": tinytorch.__version__, **data_info}
+    run = Run(out, cfg, model, optimizer, tokenizer, next_batch, evaluator, np.random.default_rng(cfg.seed),
+              provenance, data_info.get("corpus", {}).get("fingerprint"))
+    state = resume(run)
 
-    def trainer_state() -> dict:
-        return {"step": step, "data_rng": run_state.rng_state(data_rng),
-                "init_rng": run_state.rng_state(tinytorch.rng.generator()), "best_val_loss": best_val,
-                "best_step": best_step,
-                "elapsed": elapsed, "interval": interval, "model_config": config.to_dict(),
-                "train_config": asdict(cfg), "data_fingerprint": data_info.get("corpus", {}).get("fingerprint")}
-
-    figures = {}  # of the latest evaluation, for the saved model's provenance
-
-    def save() -> Path | None:
-        """Save this step; on failure (disk full, ...) say why and keep the previous checkpoint."""
-        try:
-            folder = run_state.save_step(out, step, model, tokenizer, optimizer, trainer_state(),
-                                         {**provenance, "steps": step, **figures})
-        except run_state.SAVE_ERRORS as err:
-            latest = run_state.latest_step(out)
-            print(f"\nwarning: saving step {step} failed ({run_state.why(err)}); "
-                  f"{latest.name if latest else 'no checkpoint'} stays the latest", file=sys.stderr)
-            return None
-        run_state.prune(out, cfg.keep, protect=run_state.step_name(best_step))
-        return folder
-
-    def run_eval() -> dict:
-        """Evaluate; a new best is saved at once, so its step folder exists to be exported."""
-        nonlocal best_val, best_step, figures
-        record = {"kind": "eval", "step": step, **evaluate(model)}
-        run_state.append_metrics(out, record)
-        figures = _figures(record)
-        if record["val_loss"] < best_val:
-            best_val, best_step = record["val_loss"], step
-            save()
-        return record
-
-    # ---------------------------------------------------------------- loop
     stop = StopRequest()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    tokens_per_step = cfg.batch_size * cfg.n_positions
-    bar = tqdm(total=cfg.steps, initial=step, desc=cfg.model, disable=cfg.quiet, dynamic_ncols=True)
-    started = time.perf_counter() - elapsed
-    status = 0
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=cfg.model, disable=cfg.quiet, dynamic_ncols=True)
+    started = time.perf_counter() - state.elapsed
     try:
-        if step == 0:
-            run_eval()
-        while step < cfg.steps:
-            if stop.signal:
-                saved = f"saved step {step} to {folder}" if (folder := save()) else "not saved"
-                print(f"\n{stop.signal}: {saved}; continue with: {resume_command}", file=sys.stderr)
-                break
-            if cfg.hours and time.perf_counter() - started > cfg.hours * 3600:
-                print(f"\nthe --hours budget of {cfg.hours:g} h is spent at step {step}; continue with: "
-                      f"{resume_command} --hours {2 * cfg.hours:g}", file=sys.stderr)
-                break
-            lr = get_lr(step)
+        if state.step == 0:
+            evaluate(run, state)
+        while state.step < cfg.steps and not stopped(run, state, stop, started):
+            lr = cosine_lr(state.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
             optimizer.set_lr(lr)
-            x, y = next_batch(data_rng)
+            x, y = next_batch(run.data_rng)
             t0 = time.perf_counter()
-            loss, norm = train_step(model, optimizer, x, y, cfg.grad_clip, step=step)
-            step += 1
-            elapsed = time.perf_counter() - started
-            interval = [interval[0] + loss, interval[1] + 1]
+            loss, norm = train_step(model, optimizer, x, y, cfg.grad_clip, step=state.step)
+            state.step += 1
+            state.elapsed = time.perf_counter() - started
+            state.interval = [state.interval[0] + loss, state.interval[1] + 1]
             bar.update(1)
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                mean = interval[0] / interval[1]
-                rate = tokens_per_step / max(time.perf_counter() - t0, 1e-9)
-                run_state.append_metrics(out, {"kind": "train", "step": step, "loss": mean, "lr": lr,
-                                               "grad_norm": norm, "elapsed": round(elapsed, 2),
-                                               "rss_mb": round(memory.rss_bytes() / 2**20, 1)})
-                bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{rate:,.0f}")
-                interval = [0.0, 0]
-            if step % cfg.eval_every == 0 or step == cfg.steps:
-                record = run_eval()
-                bar.write(_eval_line(record))
-            if (step % cfg.save_every == 0 or step == cfg.steps) and best_step != step:
-                save()
+            last = state.step == cfg.steps
+            if state.step % cfg.log_every == 0 or last:
+                log(run, state, bar, lr, norm, seconds=time.perf_counter() - t0)
+            if state.step % cfg.eval_every == 0 or last:
+                bar.write(_eval_line(evaluate(run, state)))
+            if (state.step % cfg.save_every == 0 or last) and state.best_step != state.step:
+                save(run, state)
     except DivergenceError as err:
         latest = run_state.latest_step(out)
         where = f"the last good checkpoint, {latest}, stays the latest" if latest else "no checkpoint was saved yet"
         print(f"\nerror: {err} {where}.", file=sys.stderr)
-        status = 1
+        return 1
     finally:
         bar.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if status == 0 and cfg.export:
-        folder = export_checkpoint(out, Path(cfg.export), cfg, command)
-        print(f"exported the best model to {folder}", file=sys.stderr)
-        if cfg.push_to_hub:
-            from tinytorch.hub import push_folder
+    if cfg.export:
+        export(cfg, out)
+    return 0
 
-            url = push_folder(folder, cfg.push_to_hub, commit_message=f"tinytorch pretrain: {command}")
-            print(f"published {folder} to {url}", file=sys.stderr)
-    return status
+
+def resume(run: Run) -> RunState:
+    """The state to start from: step 0, or with --resume the newest checkpoint that loads, its
+    weights, optimizer moments and RNG states put back."""
+    out, cfg = run.out, run.cfg
+    point = run_state.resume_point(out) if cfg.resume else None
+    if point is None:
+        if cfg.resume:
+            print(f"nothing to resume in {out}: starting from step 0", file=sys.stderr)
+        (out / run_state.METRICS).unlink(missing_ok=True)  # of a run killed before its first checkpoint
+        return RunState()
+    latest, (weights, arrays, saved), passed_over = point
+    for why in passed_over:
+        print(f"warning: {why}; resuming from {latest.name}, the newest checkpoint that loads", file=sys.stderr)
+    config = run.model.config.to_dict()
+    if saved["model_config"] != config:
+        raise ValueError(f"{latest}: trained with {saved['model_config']}, not {config}; "
+                         "resume with the same model flags or use another --out")
+    if saved.get("data_fingerprint") != run.fingerprint:
+        raise ValueError(f"{latest}: trained on another corpus (fingerprints differ); use another --out")
+    run.model.load_state_dict(weights)
+    run.optimizer.load_state_dict(arrays, saved["optimizer"])
+    run_state.restore_rng(run.data_rng, saved["data_rng"])
+    run_state.restore_rng(tinytorch.rng.generator(), saved["init_rng"])
+    state = RunState.from_dict(saved)
+    run_state.rewind(out, state.step)
+    print(f"resuming {out} at step {state.step}", file=sys.stderr)
+    if state.step >= cfg.steps:
+        print(f"the run is complete (--steps {cfg.steps}); to train longer: "
+              f"{run_settings.resume_command(cfg)} --steps N", file=sys.stderr)
+    return state
+
+
+def stopped(run: Run, state: RunState, stop: StopRequest, started: float) -> bool:
+    """Whether to end the loop before the next step: on a signal (saved first) or a spent --hours."""
+    cfg = run.cfg
+    if stop.signal:
+        saved = f"saved step {state.step} to {folder}" if (folder := save(run, state)) else "not saved"
+        print(f"\n{stop.signal}: {saved}; continue with: {run_settings.resume_command(cfg)}", file=sys.stderr)
+        return True
+    if cfg.hours and time.perf_counter() - started > cfg.hours * 3600:
+        print(f"\nthe --hours budget of {cfg.hours:g} h is spent at step {state.step}; continue with: "
+              f"{run_settings.resume_command(cfg)} --hours {2 * cfg.hours:g}", file=sys.stderr)
+        return True
+    return False
+
+
+def log(run: Run, state: RunState, bar: tqdm, lr: float, norm: float, seconds: float) -> None:
+    """A train record of the mean loss since the last one; the bar shows it and this step's speed."""
+    mean = state.interval[0] / state.interval[1]
+    run_state.append_metrics(run.out, {"kind": "train", "step": state.step, "loss": mean, "lr": lr,
+                                       "grad_norm": norm, "elapsed": round(state.elapsed, 2),
+                                       "rss_mb": round(memory.rss_bytes() / 2**20, 1)})
+    bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{run.cfg.batch_size * run.cfg.n_positions / max(seconds, 1e-9):,.0f}")
+    state.interval = [0.0, 0]
+
+
+def evaluate(run: Run, state: RunState) -> dict:
+    """Evaluate and record; a new best is saved at once, so its step folder exists to be exported."""
+    record = {"kind": "eval", "step": state.step, **run.evaluator(run.model)}
+    run_state.append_metrics(run.out, record)
+    state.figures = _figures(record)
+    if record["val_loss"] < state.best_val_loss:
+        state.best_val_loss, state.best_step = record["val_loss"], state.step
+        save(run, state)
+    return record
+
+
+def save(run: Run, state: RunState) -> Path | None:
+    """Save this step; on failure (disk full, ...) say why and keep the previous checkpoint."""
+    trainer_state = {**state.to_dict(), "data_rng": run_state.rng_state(run.data_rng),
+                     "init_rng": run_state.rng_state(tinytorch.rng.generator()),
+                     "model_config": run.model.config.to_dict(), "train_config": asdict(run.cfg),
+                     "data_fingerprint": run.fingerprint}
+    try:
+        folder = run_state.save_step(run.out, state.step, run.model, run.tokenizer, run.optimizer, trainer_state,
+                                     {**run.provenance, "steps": state.step, **state.figures})
+    except run_state.SAVE_ERRORS as err:
+        latest = run_state.latest_step(run.out)
+        print(f"\nwarning: saving step {state.step} failed ({run_state.why(err)}); "
+              f"{latest.name if latest else 'no checkpoint'} stays the latest", file=sys.stderr)
+        return None
+    run_state.prune(run.out, run.cfg.keep, protect=run_state.step_name(state.best_step))
+    return folder
+
+
+def export(cfg: TrainConfig, out: Path) -> None:
+    """The best model as a finished checkpoint folder at --export, and on the Hub with --push-to-hub."""
+    command = run_settings.command(cfg)
+    folder = export_checkpoint(out, Path(cfg.export), cfg, command)
+    print(f"exported the best model to {folder}", file=sys.stderr)
+    if cfg.push_to_hub:
+        from tinytorch.hub import push_folder
+
+        url = push_folder(folder, cfg.push_to_hub, commit_message=f"tinytorch pretrain: {command}")
+        print(f"published {folder} to {url}", file=sys.stderr)
 
 
 def _figures(record: dict) -> dict:

@@ -199,23 +199,33 @@ def load_config(folder: Path) -> GPTConfig:
 
 
 # ===================================================================== saving
-def default_model_card(config: dict) -> str:
-    provenance = config.get("provenance", {})
+def default_model_card(config: dict, title: str = "tinytorch GPT",
+                       about: str = "A character-level GPT trained with tinytorch, a numpy deep-learning framework.",
+                       folder: str | None = None, prompt: str = "def ", new_tokens: int = 40, tags=(),
+                       sections: list[str] | None = None) -> str:
+    """README.md of a checkpoint folder: Hub metadata, what the model is, how to load and run it, then
+    `sections` (markdown lines; by default the provenance as JSON). pretrain/report.py passes its own
+    title, folder, example and sections: one layout for every card."""
+    source = f'"{folder}"' if folder else "PATH_OR_REPO_ID"
+    specials = " (ids 0 and 1 are `<pad>` and `<unk>`)" if "tokenizer" in config else ""
     lines = [
-        "---", "license: mit", "library_name: tinytorch",
-        "tags:", "- tinytorch", "- gpt2", "- character-level", "- text-generation", "---", "",
-        "# tinytorch GPT", "",
-        f"A character-level GPT-2 ({config['n_layer']} layers, {config['n_head']} heads, "
-        f"n_embd {config['n_embd']}, context {config['n_positions']}, vocabulary {config['vocab_size']}), "
-        "trained with tinytorch, a numpy deep-learning framework.", "",
+        "---", "license: mit", "library_name: tinytorch", "pipeline_tag: text-generation",
+        "tags:", "- tinytorch", "- gpt2", "- character-level", *(f"- {tag}" for tag in tags), "---", "",
+        f"# {title}", "", about, "",
+        f"GPT-2 architecture: {config['n_layer']} layers, {config['n_head']} heads, n_embd {config['n_embd']}, "
+        f"context {config['n_positions']} characters, vocabulary {config['vocab_size']}{specials}. "
+        "Weights in safetensors under GPT-2's names: "
+        "`transformers.GPT2LMHeadModel.from_pretrained` loads this folder too.", "",
         "```python", "from tinytorch.nn import GPT", "from tinytorch.text import CharTokenizer",
-        "model = GPT.from_pretrained(PATH_OR_REPO_ID)", "tok = CharTokenizer.from_pretrained(PATH_OR_REPO_ID)",
-        'print(tok.decode(model.generate(tok.encode("def "), 40, temperature=0)))', "```", "",
-        "It loads in transformers too: `GPT2LMHeadModel.from_pretrained(PATH_OR_REPO_ID)`.",
+        f"model = GPT.from_pretrained({source})" + ("  # or a Hub repo id" if folder else ""),
+        f"tok = CharTokenizer.from_pretrained({source})",
+        f'print(tok.decode(model.generate(tok.encode("{prompt}"), {new_tokens}, temperature=0)))',
+        "```", "",
     ]
-    if provenance:
-        lines += ["", "## Provenance", "", "```json", json.dumps(provenance, indent=2, sort_keys=True), "```"]
-    return "\n".join(lines) + "\n"
+    if sections is None:
+        provenance = config.get("provenance")
+        sections = ["## Provenance", "", "```json", json.dumps(provenance, indent=2, sort_keys=True), "```"] if provenance else []
+    return "\n".join(lines + sections) + "\n"
 
 
 def write_weights(path: Path, state: dict) -> None:
