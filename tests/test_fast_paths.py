@@ -249,20 +249,22 @@ def test_decoder_logits_equal_the_full_forward_pass(rng, dtype, tol):
 
 def test_generation_follows_the_documented_window_policy(rng):
     """Greedy decoding against an independent loop: the context is ids[start:], and when it would
-    exceed the window it restarts from the last refill_keep(window) ids; a prompt longer than the
-    window is read as its last window for the first step."""
+    exceed the window it restarts from the last refill_keep(window) ids; a prompt that fills the
+    window is read whole for the first step, and the steps after it go on from its last 3/4."""
     from tinytorch.generate import refill_keep
 
     model = tiny_gpt(n_positions=8)
     assert refill_keep(8) == 6 and refill_keep(64) == 48 and refill_keep(128) == 96 and refill_keep(1) == 1
     for prompt_len in (2, 8, 11):
         prompt = [int(i) for i in rng.integers(0, 11, prompt_len)]
-        ids, start, lengths = list(prompt), max(0, prompt_len - 8), []
-        for _ in range(25):
+        ids, lengths = list(prompt), []
+        start = prompt_len - refill_keep(8) if prompt_len >= 8 else 0  # where the cache starts
+        for step in range(25):
             if len(ids) - start > 8:
                 start = len(ids) - refill_keep(8)
-            lengths.append(len(ids) - start)
-            ids.append(int(np.argmax(model(np.array([ids[start:]])).data[0, -1])))
+            context = ids[-8:] if step == 0 else ids[start:]  # the first step reads a whole window
+            lengths.append(len(context))
+            ids.append(int(np.argmax(model(np.array([context])).data[0, -1])))
         assert max(lengths) == 8 and min(lengths) == min(prompt_len, 6)  # never below 3/4 of the window
         assert model.generate(prompt, 25, temperature=0.0, use_cache=True) == ids
         assert model.generate(prompt, 25, temperature=0.0, use_cache=False) == ids

@@ -225,7 +225,8 @@ class NextLogits:
     Instead, when the next step would not fit, the window restarts from the last 3/4 of it
     (`refill_keep`): one forward pass over those ids refills the cache, and the next quarter window
     of tokens costs one position each again. A prompt that fills the window is read whole for the
-    first step (its last n_positions ids), as the model was trained. So the context of every step
+    first step (its last n_positions ids, as in training) and the cache starts from its last 3/4,
+    so a line completion after a long prompt needs no refill. So the context of every step
     is between 3/4 and all of the window, never less (but for a shorter prompt), and recomputing
     costs a pass every quarter window, not every token.
     use_cache=False computes every step from scratch over the very same context (the reference the
@@ -245,9 +246,15 @@ class NextLogits:
         first); parents: which row of the last call each continues (None: the same rows) ->
         logits (B, V)."""
         n = len(rows[0])
-        if self.start is None:  # the first step: the prompt, or its last window
-            self.start = max(0, n - self.window)  # the first step sees the whole window, as in training
-            return self._refill(rows)
+        if self.start is None:  # the first step
+            if n < self.window:
+                self.start = 0
+                return self._refill(rows)
+            # A prompt that fills the window: the first step reads the whole window, as in training;
+            # the cache starts from its last 3/4, so the steps after it need no refill.
+            self.start = n - refill_keep(self.window)
+            self._refill(rows)
+            return self.model(np.array([r[n - self.window:] for r in rows])).data[:, -1]
         if n - self.start > self.window:  # full: restart the window from its last 3/4
             self.start = n - refill_keep(self.window)
             return self._refill(rows)
