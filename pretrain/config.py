@@ -38,11 +38,13 @@ class TrainConfig:
     save_every: int = 500
     keep: int = 3  # step checkpoints kept (the best by validation loss is kept as well)
     out: str = ""  # run folder; default runs/MODEL
-    resume: bool = False
+    resume: bool = False  # continue the run in --out with its stored settings
+    overwrite: bool = False  # start over in an --out that holds a run, deleting that run
     export: str = ""  # write the best model here as a checkpoint folder at the end
     push_to_hub: str = ""  # then publish it as this Hub repo id
     quiet: bool = False  # no progress bar (logs still go to metrics.jsonl)
     extra: dict = field(default_factory=dict, repr=False)
+    given: tuple = field(default=(), repr=False)  # the fields set on the command line (the rest a resume takes from the run)
 
 
 PRESETS = {
@@ -68,7 +70,7 @@ def parse_args(argv=None) -> TrainConfig:
     )
     parser.add_argument("model", choices=sorted(PRESETS), help="which preset to train")
     for f in fields(TrainConfig):
-        if f.name in ("model", "extra"):
+        if f.name in ("model", "extra", "given"):
             continue
         flag = "--" + f.name.replace("_", "-")
         if f.type == "bool":
@@ -79,4 +81,5 @@ def parse_args(argv=None) -> TrainConfig:
                                 help=f"default: the preset's (copilot: {getattr(PRESETS['copilot'], f.name)!r})")
     args = vars(parser.parse_args(argv))
     preset = PRESETS[args.pop("model")]
-    return replace(preset, **{k: v for k, v in args.items() if v is not None})
+    given = {k: v for k, v in args.items() if v is not None}
+    return replace(preset, **given, given=tuple(sorted(given)))

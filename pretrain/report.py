@@ -98,6 +98,11 @@ def model_card(name: str, config: dict, records: list[dict], best_step: int) -> 
     return "\n".join(lines) + "\n"
 
 
+def export_files(model: str) -> tuple[str, ...]:
+    """The files an export writes beside the checkpoint's own."""
+    return ("metrics.jsonl", "loss_curve.png") + (("tasks.txt",) if model == "level1" else ())
+
+
 def export_checkpoint(out: Path, export: Path, cfg, command: str) -> Path:
     """The best model of run folder `out` as a finished checkpoint folder at `export`."""
     best = run_state.best_step(out) / "model"

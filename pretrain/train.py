@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-import shlex
+import os
 import signal
 import sys
 import time
@@ -15,15 +15,16 @@ from tqdm import tqdm
 
 import tinytorch
 from tinytorch import memory
+from tinytorch.checkpoint import check_replaceable
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.optim import AdamW, cosine_lr, weight_decay_groups
 from tinytorch.text import CharTokenizer
 from tinytorch.training import DivergenceError, sample_batch, train_step
 
-from . import run_state
+from . import run_lock, run_settings, run_state
 from .config import TrainConfig
 from .evaluation import copilot_eval, level1_eval
-from .report import export_checkpoint
+from .report import export_checkpoint, export_files
 
 
 class StopRequest:
@@ -67,12 +68,44 @@ def build_data(cfg: TrainConfig):
     return tokenizer, batches, copilot_eval(corpus.val, tokenizer, cfg), {"corpus": corpus.describe()}
 
 
-def main(cfg: TrainConfig, argv: list[str]) -> int:
-    command = "python -m pretrain " + shlex.join(argv)
-    out = Path(cfg.out or f"runs/{cfg.model}")
+def main(cfg: TrainConfig) -> int:
+    """Train in the run folder, which this process holds alone until it exits."""
+    out = run_settings.run_folder(cfg)
+    with run_lock.hold(out):
+        cfg = open_run(cfg, out)
+        with memory.num_threads(cfg.threads or min(2, os.cpu_count() or 1)):
+            return train(cfg, out)
+
+
+def open_run(cfg: TrainConfig, out: Path) -> TrainConfig:
+    """Check the run folder and the export target before any training, and settle the settings:
+    a new run's as given, a resumed run's as stored with the flags given again (said)."""
     run_state.check_writable(out)
+    cfg = run_settings.with_absolute_paths(cfg)
+    if cfg.resume and cfg.overwrite:
+        raise ValueError("--resume continues the run, --overwrite deletes it: give one of them")
+    if run_state.holds_run(out):
+        if cfg.overwrite:
+            run_state.remove_run(out)
+            print(f"--overwrite: deleted the run in {out}", file=sys.stderr)
+        elif cfg.resume:
+            cfg, changes = run_settings.resume(cfg, out)
+            for change in changes:
+                print(f"{out}: {change}", file=sys.stderr)
+        else:
+            raise ValueError(f"{out} holds a run; continue it with: {run_settings.resume_command(cfg)} "
+                             "(or start over with --overwrite, which deletes it)")
     if cfg.export:
-        run_state.check_writable(Path(cfg.export).resolve().parent)
+        run_state.check_writable(Path(cfg.export).parent)
+        check_replaceable(cfg.export, files=export_files(cfg.model))
+    run_settings.save(out, cfg)
+    return cfg
+
+
+def train(cfg: TrainConfig, out: Path) -> int:
+    """config -> data -> model -> optimizer -> resume -> loop -> export."""
+    command = run_settings.command(cfg)
+    resume_command = run_settings.resume_command(cfg)
 
     # ---------------------------------------------------------------- data
     tokenizer, next_batch, evaluate, data_info = build_data(cfg)
@@ -90,9 +123,11 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
 
     # ---------------------------------------------------------------- resume
     step, best_val, best_step, elapsed, interval = 0, math.inf, 0, 0.0, [0.0, 0]
-    latest = run_state.latest_step(out) if cfg.resume else None
-    if latest is not None:
-        weights, arrays, state = run_state.load_step(latest)
+    point = run_state.resume_point(out) if cfg.resume else None
+    if point is not None:
+        latest, (weights, arrays, state), passed_over = point
+        for why in passed_over:
+            print(f"warning: {why}; resuming from {latest.name}, the newest checkpoint that loads", file=sys.stderr)
         if state["model_config"] != config.to_dict():
             raise ValueError(f"{latest}: trained with {state['model_config']}, not {config.to_dict()}; "
                              "resume with the same model flags or use another --out")
@@ -104,12 +139,15 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
         run_state.restore_rng(tinytorch.rng.generator(), state["init_rng"])
         step, best_val, best_step, elapsed = state["step"], state["best_val_loss"], state["best_step"], state["elapsed"]
         interval = state["interval"]
-        run_state.truncate_metrics(out, step)
+        run_state.rewind(out, step)
         print(f"resuming {out} at step {step}", file=sys.stderr)
-    elif cfg.resume:
-        print(f"nothing to resume in {out}: starting from step 0", file=sys.stderr)
-    if not cfg.resume:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
+        if step >= cfg.steps:
+            print(f"the run is complete (--steps {cfg.steps}); to train longer: {resume_command} --steps N",
+                  file=sys.stderr)
+    else:
+        if cfg.resume:
+            print(f"nothing to resume in {out}: starting from step 0", file=sys.stderr)
+        (out / run_state.METRICS).unlink(missing_ok=True)  # of a run killed before its first checkpoint
 
     provenance = {"model": cfg.model, "command": command, "seed": cfg.seed,
                   "tinytorch_version": tinytorch.__version__, **data_info}
@@ -128,9 +166,9 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
         try:
             folder = run_state.save_step(out, step, model, tokenizer, optimizer, trainer_state(),
                                          {**provenance, "steps": step, **figures})
-        except OSError as err:
+        except run_state.SAVE_ERRORS as err:
             latest = run_state.latest_step(out)
-            print(f"\nwarning: saving step {step} failed ({err.strerror or err}); "
+            print(f"\nwarning: saving step {step} failed ({run_state.why(err)}); "
                   f"{latest.name if latest else 'no checkpoint'} stays the latest", file=sys.stderr)
             return None
         run_state.prune(out, cfg.keep, protect=run_state.step_name(best_step))
@@ -159,11 +197,12 @@ def main(cfg: TrainConfig, argv: list[str]) -> int:
             run_eval()
         while step < cfg.steps:
             if stop.signal:
-                folder = save()
-                print(f"\n{stop.signal}: saved step {step} to {folder}; continue with --resume", file=sys.stderr)
+                saved = f"saved step {step} to {folder}" if (folder := save()) else "not saved"
+                print(f"\n{stop.signal}: {saved}; continue with: {resume_command}", file=sys.stderr)
                 break
             if cfg.hours and time.perf_counter() - started > cfg.hours * 3600:
-                print(f"\nthe --hours budget of {cfg.hours} h is spent at step {step}", file=sys.stderr)
+                print(f"\nthe --hours budget of {cfg.hours:g} h is spent at step {step}; continue with: "
+                      f"{resume_command} --hours {2 * cfg.hours:g}", file=sys.stderr)
                 break
             lr = get_lr(step)
             optimizer.set_lr(lr)

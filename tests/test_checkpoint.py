@@ -250,6 +250,32 @@ def test_save_refuses_to_replace_a_folder_that_is_not_a_checkpoint(tmp_path, mod
     assert (tmp_path / "empty" / "model.safetensors").exists()
 
 
+def test_a_config_json_does_not_make_a_folder_replaceable(tmp_path, model, tokenizer):
+    # A folder is ours when it holds nothing but a checkpoint's files and a model's config.json.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match=r"would delete notes.txt: choose a new or empty folder"):
+        save_pretrained(model, mine)
+    (mine / "notes.txt").unlink()
+    with pytest.raises(CheckpointError, match=r"its config.json is not a model's"):
+        save_pretrained(model, mine)  # `{}` alone: someone's config, not a checkpoint's
+    assert os.listdir(mine) == ["config.json"] and (mine / "config.json").read_text() == "{}"
+
+    ckpt = save_pretrained(model, tmp_path / "ckpt", tokenizer=tokenizer, extra_files={"metrics.jsonl": "{}\n"})
+    save_pretrained(model, ckpt, tokenizer=tokenizer, extra_files={"metrics.jsonl": "[]\n"})  # ours: replaced
+    assert (ckpt / "metrics.jsonl").read_text() == "[]\n"
+    (ckpt / "notes.txt").write_text("mine")
+    with pytest.raises(CheckpointError, match=r"would delete metrics.jsonl, notes.txt"):
+        save_pretrained(model, ckpt, tokenizer=tokenizer)  # this save would not write them again
+    assert (ckpt / "notes.txt").read_text() == "mine"
+
+    tokenizer.save_pretrained(tmp_path / "tok")  # a folder holding a saved tokenizer is a checkpoint's
+    save_pretrained(model, tmp_path / "tok")
+    assert CharTokenizer.from_pretrained(tmp_path / "tok").vocab_size == tokenizer.vocab_size
+
+
 def test_replace_folder_writes_nested_folders(tmp_path):
     # The pretraining script's step folders hold model/ beside the optimizer state.
     def write(folder):

@@ -135,6 +135,31 @@ def test_push_then_download_against_the_hub(capsys, hub_env, tmp_path, folder, m
                                   model.eval()(np.array([[2, 3]])).data)
 
 
+def test_download_to_a_folder_of_ones_own_refuses_and_deletes_nothing(capsys, hub_env, tmp_path, folder):
+    assert run(capsys, "push", folder, "me/mine")[0] == 0
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.json").write_text("{}")
+    (mine / "notes.txt").write_text("mine")
+    status, out, err = run(capsys, "download", "me/mine", "--to", mine)
+    assert (status, out) == (1, "") and err.startswith(f"error: {mine}: is not a checkpoint folder")
+    assert "would delete notes.txt" in err and err.count("\n") == 1
+    assert sorted(os.listdir(mine)) == ["config.json", "notes.txt"] and (mine / "notes.txt").read_text() == "mine"
+
+    # `--to .` in a project folder, as a user types it
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_"))}
+    done = subprocess.run([sys.executable, "-m", "tinytorch", "download", "me/mine", "--to", "."], cwd=mine,
+                          env={**base, "HF_HOME": str(tmp_path / "hf-home"), "HF_ENDPOINT": hub_env.endpoint},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and done.stderr.startswith("error: .: is not a checkpoint folder"), done.stderr
+    assert sorted(os.listdir(mine)) == ["config.json", "notes.txt"]
+
+    copy = tmp_path / "copy"
+    assert run(capsys, "download", "me/mine", "--to", copy)[0] == 0
+    assert run(capsys, "download", "me/mine", "--to", copy)[0] == 0  # a checkpoint it wrote: replaced
+    assert sorted(os.listdir(copy)) == sorted(os.listdir(folder))
+
+
 def test_download_and_push_as_a_subprocess_read_the_environment(hub_env, tmp_path, folder):
     done = run_subprocess(tmp_path, "push", folder, "me/sub", HF_ENDPOINT=hub_env.endpoint, HF_TOKEN=TOKEN)
     assert done.returncode == 0 and done.stdout.startswith(f"{hub_env.endpoint}/me/sub/commit/"), done.stderr

@@ -190,19 +190,39 @@ def replace_folder(directory, write) -> None:
         raise
 
 
-def check_replaceable(directory) -> None:
-    """Refuse to replace a folder that is not a checkpoint: a save replaces the folder whole, and
-    `save_pretrained(".")` must not take a project with it."""
+def check_replaceable(directory, files=()) -> None:
+    """Refuse to replace a folder holding anything a save did not write: a save replaces the
+    folder whole, and `save_pretrained(".")` must not take a project with it.
+
+    A save may replace a missing or empty folder, or one that holds nothing but the checkpoint's
+    own files (config.json, model.safetensors, README.md and the save's extra `files`) and whose
+    config.json is a model's or a tokenizer's: a stray `{}` does not make a folder a checkpoint.
+    """
     directory = Path(directory)
     if not directory.exists():
         return
     if not directory.is_dir():
         raise CheckpointError(f"{directory}: exists and is a file, not a checkpoint folder")
     entries = list(directory.iterdir())
-    if entries and not ((directory / CONFIG_NAME).is_file() and not any(e.is_dir() for e in entries)):
+    ours = {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME, *files}
+    foreign = sorted(e.name + "/" if e.is_dir() else e.name for e in entries if e.name not in ours or not e.is_file())
+    if foreign:
         raise CheckpointError(
-            f"{directory}: exists and is not a checkpoint folder (a save replaces the whole folder); "
-            "choose a new or empty folder")
+            f"{directory}: is not a checkpoint folder; saving replaces the whole folder and would delete "
+            f"{_listed(foreign)}: choose a new or empty folder")
+    if entries and not _is_checkpoint_config(directory):
+        raise CheckpointError(
+            f"{directory}: is not a checkpoint folder (its {CONFIG_NAME} is not a model's); saving replaces "
+            "the whole folder: choose a new or empty folder")
+
+
+def _is_checkpoint_config(directory: Path) -> bool:
+    """config.json is a GPT's (GPT-2's size keys) or holds a saved tokenizer."""
+    try:
+        values = read_config(directory)
+    except CheckpointError:
+        return False
+    return "tokenizer" in values or all(key in values for key in REQUIRED_KEYS)
 
 
 def save_pretrained(model: GPT, directory, tokenizer: CharTokenizer | None = None, provenance: dict | None = None,
@@ -213,7 +233,7 @@ def save_pretrained(model: GPT, directory, tokenizer: CharTokenizer | None = Non
     model's vocab_size is kept, so `model.save_pretrained(d)` after `tok.save_pretrained(d)` loses nothing.
     extra_files: {name: bytes or str} written beside (a loss curve, metrics.jsonl, ...).
     """
-    check_replaceable(directory)
+    check_replaceable(directory, files=extra_files or ())
     if tokenizer is None:
         tokenizer = _existing_tokenizer(Path(directory), model.config.vocab_size)
     config = config_dict(model, tokenizer, provenance)

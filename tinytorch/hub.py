@@ -52,6 +52,8 @@ def download(repo_id: str, revision: str | None = None, to=None, *, endpoint: st
     them come from one commit: the one config.json was found at. Returns the snapshot folder, or
     `to` when given (a copy of the snapshot, replaced atomically).
     """
+    if to is not None:
+        check_replaceable(to)  # before the download, not after it
     hf = _client()
     endpoint = hub_endpoint(endpoint)
     options = dict(endpoint=endpoint, cache_dir=cache_dir, token=token, local_files_only=is_offline())
