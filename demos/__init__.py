@@ -40,3 +40,6 @@ def configure_process() -> None:
     except ValueError:
         threads = 1
     set_blas_threads(threads)
+    from tinytorch import parallel  # a fine-tune on one thread too: sessions share the cores
+
+    parallel.set_threads(int(os.environ.get("TINYTORCH_NUM_THREADS") or 1))

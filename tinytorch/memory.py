@@ -10,6 +10,9 @@ the freed blocks in malloc's heap, where the next step finds them already mapped
 bounded: a step frees what the previous step freed, so the heap settles at about one step's
 working set.
 
+The first backward() of a process does this by itself (tune_malloc_on_first_use); to keep
+glibc's defaults, set TINYTORCH_TUNE_MALLOC=0. By hand, with other thresholds:
+
     import tinytorch.memory
     tinytorch.memory.tune_malloc()   # once, where training (or a benchmark) starts
 
@@ -80,6 +83,23 @@ def tune_malloc(mmap_threshold: int = DEFAULT_MMAP_THRESHOLD,
     if ok:
         _tuned = {"mmap_threshold": int(mmap_threshold), "trim_threshold": int(trim_threshold)}
     return ok
+
+
+_first_use_done = False
+
+
+def tune_malloc_on_first_use() -> None:
+    """tune_malloc() with its defaults, once per process, unless it was called already or the
+    environment says TINYTORCH_TUNE_MALLOC=0. Tensor.backward calls this: training is where the
+    temporaries come back every step, so the plain training loop is fast with no settings."""
+    global _first_use_done
+    if _first_use_done:
+        return
+    _first_use_done = True
+    import os
+
+    if _tuned is None and os.environ.get("TINYTORCH_TUNE_MALLOC", "1").strip().lower() not in ("0", "false", "no", "off"):
+        tune_malloc()
 
 
 def malloc_settings() -> dict | None:

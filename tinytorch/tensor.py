@@ -12,6 +12,8 @@ import threading
 
 import numpy as np
 
+from .memory import tune_malloc_on_first_use
+
 
 class _GradMode(threading.local):
     """Whether operations record a graph, per thread (as in PyTorch): a server that generates in
@@ -211,6 +213,7 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"gradient shape {grad.shape} does not match tensor shape {self.shape}")
 
+        tune_malloc_on_first_use()  # training keeps its freed temporaries for the next step
         order = _topological_order(self)
         grads = {id(self): grad}
         for node in reversed(order):  # outputs before inputs

@@ -107,6 +107,18 @@ class GPT(Module):
                 f"{start + T} positions exceed the context window of {self.config.n_positions}; "
                 "crop the input to the last n_positions ids"
             )
+        if cache is None and not output_attentions:  # training: the batch in shards on threads
+            from .. import parallel
+
+            parts = parallel.training_shards(self, idx.shape[0], T)
+            if len(parts) > 1:
+                return parallel.sharded_forward(self, self._forward, idx, parts)
+        return self._forward(idx, cache, output_attentions)
+
+    def _forward(self, idx: np.ndarray, cache: KVCache | None = None, output_attentions: bool = False):
+        """forward() on checked ids, on this thread."""
+        start = cache.length if cache is not None else 0
+        T = idx.shape[1]
         t = self.transformer
         x = t.wte(idx) + t.wpe(np.arange(start, start + T))  # (B, T, C) + (T, C)
         x = t.drop(x)
