@@ -23,8 +23,8 @@ instead, the way BLAS does, gave 1.3x: a step has hundreds of ops, each paid a h
 the small ones (attention's per-block work) got slower.
 
 Threads: min(2, cores) by default. TINYTORCH_NUM_THREADS sets the count at import (1 turns
-sharding off), tinytorch.memory.set_num_threads(n) at run time. The first sharded step also sets
-numpy's OpenBLAS to one thread, whose own spinning threads would compete with the shards, unless
+sharding off), tinytorch.memory.set_num_threads(n) at run time. The first training forward then
+also sets numpy's OpenBLAS to one thread, whose own spinning threads would compete with the shards, unless
 OPENBLAS_NUM_THREADS says otherwise (see tinytorch.memory). On a machine shared with other work,
 or serving several demo sessions, one thread each is the better plan: set 1.
 """
@@ -93,11 +93,12 @@ def training_shards(model, batch: int, seq_len: int) -> list[slice]:
         return [slice(0, batch)]
     if not any(p.requires_grad for p in model.parameters()):
         return [slice(0, batch)]
+    _settle_blas()
     return shards(model, batch, seq_len)
 
 
 def _settle_blas() -> None:
-    """Once, at the first sharded step: numpy's OpenBLAS to one thread, unless the environment
+    """Once, at the first training forward on more than one thread: numpy's OpenBLAS to one thread, unless the environment
     chose its count (its threads would spin against the shards' for the same cores)."""
     global _blas_settled
     if not _blas_settled:
@@ -136,7 +137,6 @@ class ShardedForward(Function):
 
     @staticmethod
     def forward(ctx, idx, *param_arrays, run, params, parts):
-        _settle_blas()
         outs = _in_threads(lambda i: run(idx[parts[i]]), len(parts))
         ctx.outs, ctx.params = outs, params
         ctx.parts = parts
