@@ -210,7 +210,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
 
         def reference(prompt):
             settings = app.sampling(new_chars, 0.0, 0, 1.0, 0, fresh.tokenizer.vocab_size)
-            return app.complete(fresh.model, fresh.tokenizer, prompt, settings)
+            return app.complete(fresh.model, fresh.tokenizer, prompt, settings, "sample")[0][0]
 
         fresh_weights = {k: v.copy() for k, v in fresh.model.state_dict().items()}
 

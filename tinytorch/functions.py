@@ -311,15 +311,18 @@ def linear(x2d: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) 
 
 
 def normalize(x2d: np.ndarray, eps: float):
-    """Each row of x2d (N, C) to zero mean and unit variance: (xhat (N, C), 1/std (N,)).
-    LayerNorm's scale and shift come after (or, in the cached decoder, fold into the next matmul)."""
-    n = x2d.shape[-1]
-    if x2d.shape[0] == 1:  # one row (generating one sequence): Python floats for its two scalars,
-        x = x2d[0]  # 3x faster than the row machinery below, where each op costs about a microsecond
-        centered = x - float(np.add.reduce(x)) / n
-        rstd = 1.0 / math.sqrt(float(centered @ centered) / n + eps)
+    """Each row of x2d (N, C) to zero mean and unit variance: (xhat (N, C), 1/std: (N,), or a
+    float when N is 1). LayerNorm's scale and shift come after (or, in the cached decoder, fold
+    into the next matmul)."""
+    n = x2d.shape[1]
+    if len(x2d) == 1:
+        # One row (generating one sequence): Python floats for its mean and 1/std, 2x faster than
+        # the row machinery below, on an array so small that every numpy call costs a microsecond.
+        centered = x2d - float(np.add.reduce(x2d, axis=None)) / n
+        flat = centered.reshape(n)  # a view
+        rstd = 1.0 / math.sqrt(float(flat @ flat) / n + eps)
         centered *= rstd
-        return centered[None], np.array([rstd], dtype=x2d.dtype)
+        return centered, rstd
     ones = _ones(n, x2d.dtype)
     xhat = x2d - ((x2d @ ones) * (1.0 / n))[:, None]  # centered, (N, C)
     rstd = 1.0 / np.sqrt((xhat * xhat) @ ones * (1.0 / n) + eps)  # (N,) 1 / std
@@ -395,7 +398,8 @@ class LayerNorm(Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps=1e-5):
-        xhat, rstd = normalize(x.reshape(-1, x.shape[-1]), eps)  # (N, C), (N,)
+        xhat, rstd = normalize(x.reshape(-1, x.shape[-1]), eps)  # (N, C), (N,) or a float
+        rstd = np.asarray(rstd, dtype=x.dtype).reshape(-1)
         y = xhat * weight
         y += bias
         ctx.save_for_backward(xhat, rstd, weight)
@@ -602,7 +606,7 @@ def _causal_bias(t_query: int, t_key: int, dtype) -> np.ndarray:
 def attention_forward(q, k, v, causal: bool, scaled: bool = False):
     """softmax(q k^T / sqrt(D) + mask) v.  q: (..., Tq, D)  k, v: (..., Tk, D) -> (y, weights).
     scaled: q already holds the 1/sqrt(D) (the cached decoder folds it into its weights)."""
-    scores = q @ np.swapaxes(k, -1, -2)  # (..., Tq, Tk)
+    scores = q @ k.swapaxes(-1, -2)  # (..., Tq, Tk)
     if not scaled:
         scores *= 1.0 / math.sqrt(q.shape[-1])
     if causal:
