@@ -23,9 +23,10 @@ Threads. OpenBLAS splits every matrix product above a small size across all core
 threads spin while they wait for each other. On a busy machine (a pretraining run in the
 background, two demo sessions) a thread that the OS does not schedule stalls every product:
 measured on a 2-core machine with a pretraining run alongside, a copilot training step took 10x
-longer with 2 BLAS threads than with 1, and generation 20x. tinytorch can instead split a
-training step's batch into shards that run in n threads of their own (tinytorch.parallel), with
-numpy's BLAS on one thread in each:
+longer with 2 BLAS threads than with 1, and generation 20x. So tinytorch splits a training
+step's batch into shards that run in threads of its own (tinytorch.parallel; min(2, cores) by
+default), with numpy's BLAS on one thread in each (set at the first training forward unless
+OPENBLAS_NUM_THREADS says otherwise):
 
     tinytorch.memory.set_num_threads(2)   # training steps on 2 threads, numpy's BLAS on 1
     tinytorch.memory.set_num_threads(1)   # everything on one core: a shared machine
@@ -171,7 +172,7 @@ def set_num_threads(n: int) -> bool:
     threads would compete with them. Returns whether numpy's BLAS could be set (see
     set_blas_threads); tinytorch's own thread count is set either way. Call it at the start of a
     script, not while other threads are inside numpy. The environment variable
-    TINYTORCH_NUM_THREADS sets tinytorch's count at import (default 1)."""
+    TINYTORCH_NUM_THREADS sets tinytorch's count at import (default min(2, cores))."""
     from . import parallel
 
     parallel.set_threads(n)
