@@ -214,3 +214,34 @@ def test_pad_and_unk_are_never_generated():
 def test_invalid_decoding_arguments_raise_value_error(kwargs, message):
     with pytest.raises(ValueError, match=message):
         tiny().generate([2, 3], 5, **kwargs)
+
+
+# ----------------------------------------------------------------------------- the cache and the weights
+def test_kv_cache_write_and_reorder():
+    from tinytorch.nn.attention import KVCache
+
+    cache = KVCache(n_layer=2, batch=3, n_head=1, head_dim=2, max_len=4)
+    k = np.arange(6, dtype=np.float32).reshape(3, 1, 1, 2)  # rows 0, 1, 2 hold [0 1], [2 3], [4 5]
+    keys, values = cache.write(1, 0, k, -k)
+    assert keys.shape == (3, 1, 1, 2) and np.array_equal(values, -k)
+    cache.advance(1)
+    cache.reorder([2, 2, 0])  # beams: row 2 twice, then row 0
+    assert cache.keys[1][:, 0, 0].tolist() == [[4, 5], [4, 5], [0, 1]]
+    cache.reorder([1])  # one beam left: the batch shrinks
+    assert cache.keys[1].shape == (1, 1, 4, 2) and cache.values[1][0, 0, 0].tolist() == [-4, -5]
+    with pytest.raises(ValueError, match="holds 4 positions"):
+        cache.write(0, 3, np.zeros((1, 1, 2, 2), dtype=np.float32), np.zeros((1, 1, 2, 2), dtype=np.float32))
+
+
+def test_attention_weights_are_the_same_through_the_cache_and_the_training_path():
+    model = tiny(n_positions=40)
+    ids = np.array([TOKENIZER.encode("ab ba\nab  a b\nba ab b a\n aab b ba a ba")])  # 38 ids: two query blocks
+    with tinytorch.no_grad():
+        logits, direct = model(ids, output_attentions=True)
+        cached_logits, cached = model(ids, model.new_cache(), output_attentions=True)
+    np.testing.assert_allclose(cached_logits.data, logits.data, atol=1e-4)
+    for a, b in zip(direct, cached):
+        assert a.shape == (1, 2, ids.shape[1], ids.shape[1])
+        np.testing.assert_allclose(a, b, atol=1e-5)
+        np.testing.assert_allclose(a.sum(-1), 1.0, atol=1e-5)
+        assert not np.triu(a[0, 0], 1).any()  # nothing from the future
