@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# `make demo PORT=7861` when another demo holds 7860
+PORT ?= 7860
 
 .PHONY: demo test interop bench clean
 
@@ -16,7 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m demos copilot
+	$(PY) -m demos copilot --port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

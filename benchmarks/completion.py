@@ -102,6 +102,7 @@ def measure(model, tokenizer, cases, kwargs) -> dict:
 
 def decodings(args) -> list:
     from demos import copilot, decoding
+    from tinytorch import completion
 
     cap = copilot.MAX_NEW
     rows = [("greedy, 60 characters (the former default)", {"max_new_tokens": 60, "temperature": 0.0}),
@@ -114,10 +115,10 @@ def decodings(args) -> list:
     settings = {"max_new_tokens": cap, "temperature": copilot.TEMPERATURE, "top_k": None, "top_p": copilot.TOP_P,
                 "seed": 0}
     rows.append((f"the demo's sample mode (T={copilot.TEMPERATURE:g}, top-p {copilot.TOP_P:g}, "
-                 f"repetition_penalty {decoding.REPETITION_PENALTY:g})", decoding.options("sample", settings)))
+                 f"repetition_penalty {completion.REPETITION_PENALTY:g})", decoding.options("sample", settings)))
     for beams in args.beams:
         for penalty in args.length_penalty:
-            default = (beams, penalty) == (decoding.NUM_BEAMS, decoding.LENGTH_PENALTY)
+            default = (beams, penalty) == (completion.NUM_BEAMS, completion.LENGTH_PENALTY)
             label = f"beam {beams}, line, length_penalty {penalty:g}" + (" (the demo's default)" if default else "")
             rows.append((label, {"max_new_tokens": cap, "stop": "line", "num_beams": beams, "length_penalty": penalty}))
     return rows
@@ -155,13 +156,13 @@ def main():
     harness.add_common_args(parser, default_threads=1)
     args = parser.parse_args()
     harness.start(args, compare_torch=False)
-    from demos import decoding
     from pretrain.corpus import load_corpus
+    from tinytorch import completion
     from tinytorch.nn import GPT
     from tinytorch.text import CharTokenizer
 
-    args.beams = args.beams or [decoding.NUM_BEAMS]
-    args.length_penalty = args.length_penalty if args.length_penalty is not None else [decoding.LENGTH_PENALTY]
+    args.beams = args.beams or [completion.NUM_BEAMS]
+    args.length_penalty = args.length_penalty if args.length_penalty is not None else [completion.LENGTH_PENALTY]
     if not args.skip_places:
         model = GPT.from_pretrained(args.checkpoint)
         tokenizer = CharTokenizer.from_pretrained(args.checkpoint)

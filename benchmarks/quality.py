@@ -19,24 +19,22 @@ sys.path.insert(0, str(ROOT))
 from pretrain.corpus import load_corpus  # noqa: E402
 from pretrain.evaluation import prompt_checks  # noqa: E402
 from pretrain.tasks import evaluate_tasks, read_tasks  # noqa: E402
+from pretrain.validate import full_validation  # noqa: E402
 from tinytorch.checkpoint import load_model, load_tokenizer  # noqa: E402
-from tinytorch.evaluate import identifier_completion, text_metrics  # noqa: E402
 
 
 def longest_run(text: str) -> int:
     return max((len(list(group)) for _, group in itertools.groupby(text)), default=0)
 
 
-def copilot_quality(folder: Path, val_texts: list) -> dict:
+def copilot_quality(folder: Path, val_files: list) -> dict:
     model, tok = load_model(folder), load_tokenizer(folder)
-    metrics = text_metrics(model, tok, val_texts)
+    figures = full_validation(model, tok, val_files)  # what `python -m pretrain.validate` records
     checks = prompt_checks(model, tok)
     sample = tok.decode(model.generate(tok.encode("def "), 300, temperature=0.8, seed=0))
     return {
-        "bits_per_char": round(metrics["bits_per_char"], 4),
-        "next_char_accuracy": round(metrics["next_char_accuracy"], 4),
-        "characters": metrics["characters"],
-        "identifier_completion": identifier_completion(model, tok, val_texts, limit=500),
+        **{key: figures[key] for key in ("bits_per_char", "next_char_accuracy", "characters",
+                                         "identifier_completion")},
         "prompts_right": f"{sum(c['right'] for c in checks)}/{len(checks)}",
         "prompts": {c["prompt"]: c["got"] for c in checks},
         "sample_longest_repeat": longest_run(sample.replace(" ", "")),
@@ -46,15 +44,15 @@ def copilot_quality(folder: Path, val_texts: list) -> dict:
 
 def main(argv):
     folders = [Path(a) for a in argv] or [ROOT / "checkpoints" / n for n in ("level1", "copilot-tiny", "copilot")]
-    val_texts = None
+    val_files = None
     for folder in folders:
         if (folder / "tasks.txt").exists():
             answers = evaluate_tasks(load_model(folder), load_tokenizer(folder), read_tasks(folder / "tasks.txt"))
             result = {"pairs_right": f"{sum(a['correct'] for a in answers)}/{len(answers)}",
                       "answers": {a["input"]: a["answer"] for a in answers}}
         else:
-            val_texts = val_texts or [text for _, text in load_corpus().val]
-            result = copilot_quality(folder, val_texts)
+            val_files = val_files or load_corpus().val
+            result = copilot_quality(folder, val_files)
         print(json.dumps({"checkpoint": str(folder), **result}, indent=2), flush=True)
 
 

@@ -43,7 +43,7 @@ def main(argv=None) -> None:
                                 prevent_thread_lock=True, quiet=True, **launch_kwargs())
     except OSError as err:
         raise SystemExit(f"Cannot serve on {args.host}:{args.port} ({err}). Is another demo running? "
-                         f"Try --port {args.port + 1}.") from None
+                         f"Try --port {args.port + 1} (with make: make demo PORT={args.port + 1}).") from None
     print(f"tinytorch {args.demo} demo running at {url}  (Ctrl+C to stop)", flush=True)
     try:
         demo.block_thread()

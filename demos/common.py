@@ -16,8 +16,7 @@ from tinytorch import checkpoint
 from tinytorch.nn import GPT
 from tinytorch.text import CharTokenizer
 
-ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINTS = ROOT / "checkpoints"
+CHECKPOINTS = checkpoint.SHIPPED_DIR
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 MAX_TEXT_CHARS = 100_000  # training text, pasted or uploaded: a few files of your own code

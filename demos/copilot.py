@@ -9,6 +9,7 @@ training never touches another's weights.
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import tempfile
 import threading
@@ -38,6 +39,8 @@ CONTEXT = 64  # characters per training window: an identifier and the line or tw
 MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = 80, 0.8, 0, 0.95, 0, decoding.MODE
 MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
+BITS = " bits/char"
+ZIPPED = "copilot-finetuned"  # the one folder inside the downloaded zip
 
 
 def recommended_lr(config) -> float:
@@ -60,6 +63,7 @@ class CopilotSession:
         self.settings: dict = {}
         self.stop = threading.Event()
         self.workdir: Path | None = None  # for the zipped checkpoint; removed with the session
+        self.notice = ""  # why the model shown is not the one asked for, until the next Load
 
     @property
     def current(self):
@@ -79,14 +83,20 @@ class CopilotSession:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+def bits(nats: float) -> float:
+    """A cross-entropy in bits per character, the unit the page speaks (Compare, the model card)."""
+    return nats / math.log(2)
+
+
 def curve_frame(curve) -> pd.DataFrame | None:
-    """The loss curve for gr.LinePlot: each batch's loss, and a running average that reads better.
+    """The loss curve for gr.LinePlot in bits per character: each batch's loss, and a running
+    average that reads better.
     None when there is no curve: gradio 6.31's LinePlot, given an empty frame, draws no lines in
     any later update (a colour-scale bug), while None then data works."""
     if not curve:
         return None
     steps = [s for s, _ in curve]
-    losses = np.array([l for _, l in curve], dtype=float)
+    losses = np.array([bits(l) for _, l in curve], dtype=float)
     smooth, average = [], 0.0
     for t, value in enumerate(losses, start=1):
         average = 0.8 * average + 0.2 * value
@@ -110,14 +120,22 @@ class Copilot:
 
     # ------------------------------------------------------------------ session
     def session(self, session: CopilotSession | None) -> CopilotSession:
-        """The session, created on first use, with the default model loaded if none is."""
+        """The session, created on first use, with the default model loaded if none is: the first
+        checkpoint offered, or when it cannot load (a Hub id with no network), the next that can."""
         session = session if isinstance(session, CopilotSession) else CopilotSession()
         if session.base is None:
-            try:
-                session.base = self.store.get(self.default, self.checkpoints)
-            except DemoError as err:
-                raise DemoError(f"{err} Choose another model above, or create the shipped one with "
-                                "`python -m pretrain copilot`.") from None
+            failed = None
+            for name in self.checkpoints:
+                try:
+                    session.base = self.store.get(name, self.checkpoints)
+                    break
+                except DemoError as err:
+                    failed = failed or err
+            if session.base is None:
+                raise DemoError(f"{failed} Choose another model above, or create the shipped one with "
+                                "`python -m pretrain copilot`.")
+            if failed is not None:
+                session.notice = f"{failed} **Loaded {session.base.source} instead.**"
         return session
 
     def card(self, session: CopilotSession) -> str:
@@ -126,6 +144,8 @@ class Copilot:
         if session.model is not None:
             note = (f"**Fine-tuned in this session:** {session.steps_trained} steps on "
                     f"{len(session.train_text or ''):,} characters. Reset to go back to the pretrained weights.")
+        if session.notice:
+            note = (note + "\n\n" if note else "") + session.notice
         return views.model_card(base.source, base.config, parameter_count(base.model), note)
 
     # ------------------------------------------------------------------ 1. load
@@ -134,7 +154,7 @@ class Copilot:
         If it fails, the session keeps the model it had."""
         loaded = self.store.get(source, self.checkpoints)  # raises DemoError with the reason
         session = session if isinstance(session, CopilotSession) else CopilotSession()
-        session.base = loaded
+        session.base, session.notice = loaded, ""
         session.forget_finetune()
         return self.card(session), session
 
@@ -218,7 +238,8 @@ class Copilot:
                 session.train_text = text
                 if done.elapsed - shown >= 0.25 and done.step < steps:  # a few updates a second
                     shown = done.elapsed
-                    yield (views.progress(done.step, steps, done.loss, done.elapsed, done.remaining, note),
+                    yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining, note,
+                                          unit=BITS),
                            curve_frame(session.curve), session)
         except DivergenceError as err:  # train() has put the weights back as they were
             session.train_text, session.steps_trained = before
@@ -233,8 +254,9 @@ class Copilot:
         stopped = done.step < steps
         summary = (f"Stopped at step {done.step} of {steps}, keeping what it learned. " if stopped else "") + \
             "Now <b>Compare</b> it with the pretrained model below."
-        yield (views.progress(done.step, steps, done.loss, done.elapsed, 0.0, (note + " " if note else "") + summary,
-                              done=True), curve_frame(session.curve), session)
+        yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, 0.0,
+                              (note + " " if note else "") + summary, done=True, unit=BITS),
+               curve_frame(session.curve), session)
 
     def stop(self, session=None) -> None:
         """Ask this session's running fine-tune to stop after its current step."""
@@ -299,7 +321,7 @@ class Copilot:
                           "text_sha256": hashlib.sha256((session.train_text or "").encode()).hexdigest()},
             "tool": "python -m demos copilot",
         }
-        folder = session.workdir / "copilot-finetuned"
+        folder = session.workdir / ZIPPED
         with COMPUTE:
             save_pretrained(session.model, folder, tokenizer=base.tokenizer, provenance=provenance)
         return shutil.make_archive(str(folder), "zip", root_dir=session.workdir, base_dir=folder.name)

@@ -7,12 +7,14 @@ import gradio as gr
 from . import copilot as C
 from . import decoding, names, views
 from .common import DemoError, check_training_text, examples, read_upload
-from .ui import FINETUNES, friendly, heading, session_state
+from .ui import FINETUNES, friendly, heading, keep_spaces, session_state
 
 OWN = "my own code (paste it below or upload a file)"
 PROMPT = "import os\n\n\ndef read_lines(path):\n    "
 PROMPTS = [PROMPT, "class Stack:\n    def __init__(self):\n        self.", "for i in range(",
            "class Point:\n    def __repr__(self):\n        return ", "if __name__ == '__main__':\n    "]
+COMPARE_FIRST = "Fine-tune first, then compare."
+FRESH = "Press Start: 100 steps take a few seconds."
 INTRO = """# A Copilot you can fine-tune in class
 A character-level GPT-2, written from scratch in numpy with tinytorch and pretrained on Python
 code. Try it, **fine-tune it on your own code for a hundred steps**, and watch it pick up your
@@ -29,8 +31,8 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     heading("1", "Choose a model", "A shipped checkpoint, or a Hub repo id like `user/model`.")
     with gr.Row():
         with gr.Column(scale=2, min_width=260):
-            source = gr.Dropdown(app.checkpoints, value=app.default, allow_custom_value=True, show_label=False,
-                                 container=False)
+            source = gr.Dropdown(app.checkpoints, value=app.default, allow_custom_value=True, label="Model",
+                                 show_label=False, container=False)
             load = gr.Button("Load")
         with gr.Column(scale=5):
             card = gr.Markdown("_Loading the model…_", label="Model")
@@ -39,7 +41,8 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
                            "does, and lists its top suggestions.")
     with gr.Row():
         with gr.Column(scale=1):
-            prompt = gr.Code(PROMPT, language="python", label="Prompt", lines=6, max_lines=14)
+            prompt = keep_spaces(gr.Code(language="python", label="Prompt", lines=6, max_lines=14))
+            prompt.value = PROMPT  # set after keep_spaces: the constructor strips its value
             gr.Examples([[p] for p in PROMPTS], [prompt], label="Or start from one of these")
             mode = gr.Radio([(label, key) for key, label in decoding.MODES.items()], value=C.MODE, show_label=False,
                             info="Line and block: a beam search that ranks whole completions. Sample: one "
@@ -65,8 +68,8 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     with gr.Row():
         with gr.Column(scale=3):
             with gr.Row():
-                example = gr.Dropdown(list(texts) + [OWN], value=first or OWN, show_label=False, scale=3,
-                                      container=False)
+                example = gr.Dropdown(list(texts) + [OWN], value=first or OWN, label="Training example",
+                                      show_label=False, scale=3, container=False)
                 upload = gr.UploadButton("Upload .py / .txt", file_types=[".py", ".txt"], scale=1, size="md",
                                          min_width=160)
             text = gr.Code(texts.get(first, ""), language="python", label="Training text (editable)",
@@ -80,25 +83,27 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
             with gr.Row():
                 start = gr.Button("Start fine-tuning", variant="primary", scale=2)
                 stop = gr.Button("Stop", variant="stop", scale=1)
-            status = gr.HTML(views.status("Press Start: 100 steps take a few seconds."), label="Status")
+            status = gr.HTML(views.status(FRESH), label="Status")
             # No legend (gradio 6.31 clips it at the bottom): the label says which line is which.
             curve = gr.LinePlot(None, x="step", y="loss", color="series", colors_in_legend=[],
                                 color_map={"batch loss": "#86efac", "running average": "#16a34a"},
-                                x_title="step", y_title="loss (nats per character)",
+                                x_title="step", y_title="loss (bits per character)",
                                 label="Training loss: each batch (light), running average (dark)")
 
     heading("4", "Compare before and after",
             "The same prompts, decoding (step 2's) and settings for the pretrained model and yours. Prompts are "
             "separated by lines holding only `---`; they start out drawn from the training text.")
-    prompts = gr.Code(names.format_prompts(names.default_prompts(texts.get(first, ""))), language="python",
-                      label="Prompts", lines=6, max_lines=12)
+    first_prompts = names.format_prompts(names.default_prompts(texts.get(first, "")))
+    prompts = keep_spaces(gr.Code(language="python", label="Prompts", lines=6, max_lines=12))
+    prompts.value = first_prompts  # set after keep_spaces: the constructor strips its value
     compare = gr.Button("Compare", variant="primary")
-    comparison = gr.HTML(views.status("Fine-tune first, then compare."), label="Comparison")
+    comparison = gr.HTML(views.status(COMPARE_FIRST), label="Comparison")
     with gr.Accordion("What the API returns", open=False):
         comparison_details = gr.JSON(label="Details")
 
     heading("5", "Keep it or start over",
-            "The zip is a checkpoint folder like the shipped ones: unzip it, then `GPT.from_pretrained(folder)`.")
+            f"The zip holds one folder, `{C.ZIPPED}/`, a checkpoint like the shipped ones. Unzip it, then "
+            f"`GPT.from_pretrained(\"{C.ZIPPED}\")`; the folder you unzipped into loads too.")
     with gr.Row():
         with gr.Column(scale=1):
             download = gr.Button("Save my fine-tuned model (.zip)")
@@ -117,19 +122,30 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
 
     # ------------------------------------------------------------------ events
     def on_open(current):
-        """Page load, or a new model: its card, its shape for the sliders, its learning rate."""
+        """Page load, or after a Load (done or failed): the card and name of the model the session
+        really has, its shape for the sliders, its learning rate."""
         try:
             current = app.session(current)
         except DemoError as err:
-            return f"**{err}**", current, gr.Slider(), gr.Slider(), gr.Number()
+            return f"**{err}**", current, gr.Slider(), gr.Slider(), gr.Number(), gr.Dropdown()
         config = current.base.model.config
         return (app.card(current), current, gr.Slider(maximum=config.n_layer - 1, value=0),
-                gr.Slider(maximum=config.n_head - 1, value=0), C.recommended_lr(config))
+                gr.Slider(maximum=config.n_head - 1, value=0), C.recommended_lr(config), current.base.source)
 
-    opened = [card, session, layer, head, lr]
+    def clear_results():
+        """What no longer describes the session's model: the comparison, the zip, the attention map."""
+        return views.status(COMPARE_FIRST), None, gr.File(value=None, visible=False), "", None
+
+    results = [comparison, comparison_details, saved, attention, probabilities]
+    opened = [card, session, layer, head, lr, source]
     demo.load(friendly(on_open), [session], opened, api_visibility="private")
-    load.click(friendly(app.load), [source, session], [card, session], api_name="load").then(
-        friendly(on_open), [session], opened, api_visibility="private")
+    loading = load.click(friendly(app.load), [source, session], [card, session], api_name="load")
+    # After a failed Load too, the dropdown names the model the session really has (gradio 6.31's
+    # .then() does not run after a failure, so: one listener for each outcome).
+    for outcome in (loading.success, loading.failure):
+        outcome(friendly(on_open), [session], opened, api_visibility="private")
+    loading.success(lambda: (views.status(FRESH), None, *clear_results()), None, [status, curve, *results],
+                    api_visibility="private")
 
     sampling = [max_new, temperature, top_k, top_p, seed, mode]
     generate.click(friendly(app.generate), [prompt, *sampling, session], [written, details, session],
@@ -154,13 +170,15 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     upload.upload(friendly(uploaded), [upload, session], [example, text, prompts], api_name="upload",
                   api_visibility="undocumented")
 
+    start.click(clear_results, None, results, api_visibility="private", queue=False)  # they describe the old weights
     start.click(friendly(app.finetune), [text, steps, lr, batch, session], [status, curve, session],
                 api_name="finetune", concurrency_limit=FINETUNES, concurrency_id="finetune",
                 show_progress="full", show_progress_on=[status])  # the queue place shows there
     stop.click(app.stop, [session], None, api_name="stop", queue=False)
     compare.click(friendly(app.compare), [prompts, *sampling, session], [comparison, comparison_details],
                   api_name="compare")
-    reset.click(friendly(app.reset), [session], [status, curve, session], api_name="reset")
+    reset.click(friendly(app.reset), [session], [status, curve, session], api_name="reset").success(
+        clear_results, None, results, api_visibility="private")
     download.click(friendly(app.download), [session], [saved], api_name="download").success(
         lambda: gr.File(visible=True), None, [saved], api_visibility="private")
     look.click(friendly(app.attention), [prompt, layer, head, session], [attention, probabilities],

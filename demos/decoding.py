@@ -11,19 +11,14 @@ from __future__ import annotations
 
 import math
 
+from tinytorch import completion
+
 MODES = {"line": "Complete the line", "block": "Complete the block", "sample": "Sample freely"}
 MODE = "line"
-# Beam search, measured on 200 held-out places (benchmarks/completion.py): 2 beams broke 5.5% of
-# line completions, 4 beams 2.0%, 8 beams 2.0% at 4x the latency; length_penalty 1 (rank by the
-# mean log-probability per character) broke 50-60%, as a long loop has a high mean; 0.5, 3%.
-NUM_BEAMS = 4
-LENGTH_PENALTY = 0.0
 SUGGESTIONS = 3  # how many completions Try it lists, best first
-# The sampling mode's repetition guard: on held-out lines, T=0.8 top-p 0.95 sampling broke 5.0%
-# of completions unguarded, 0.5% with repetition_penalty 1.2 (same edit similarity), 0% with
-# no_repeat_ngram_size 6 but at an edit similarity of 0.17 instead of 0.24 (it bans real code).
-REPETITION_PENALTY = 1.2
-NO_REPEAT_NGRAM_SIZE = 0
+# On held-out lines, T=0.8 top-p 0.95 sampling broke 5.0% of completions unguarded, 0.5% with
+# repetition_penalty 1.2 (same edit similarity), 0% with no_repeat_ngram_size 6 but at an edit
+# similarity of 0.17 instead of 0.24 (it bans real code): see tinytorch.completion.
 
 
 def check_mode(mode) -> str:
@@ -38,9 +33,9 @@ def options(mode: str, settings: dict, suggestions: int = 1) -> dict:
     """generate()'s keyword arguments for `mode`. settings: max_new_tokens, temperature, top_k,
     top_p, seed (the last four only matter when sampling)."""
     if mode == "sample":
-        return {**settings, "repetition_penalty": REPETITION_PENALTY, "no_repeat_ngram_size": NO_REPEAT_NGRAM_SIZE}
-    return {"max_new_tokens": settings["max_new_tokens"], "stop": mode, "num_beams": NUM_BEAMS,
-            "length_penalty": LENGTH_PENALTY, "num_return_sequences": suggestions}
+        return {**settings, "repetition_penalty": completion.REPETITION_PENALTY,
+                "no_repeat_ngram_size": completion.NO_REPEAT_NGRAM_SIZE}
+    return completion.beam_options(mode, suggestions, settings["max_new_tokens"])
 
 
 def suggest(model, tokenizer, prompt: str, mode: str, settings: dict, suggestions: int = 1) -> list[tuple[str, float]]:

@@ -25,6 +25,8 @@ THEME = gr.themes.Soft(primary_hue="green", secondary_hue="blue", neutral_hue="s
 CSS = """
 .gradio-container { max-width: 1280px !important; margin: auto; }
 .tt-step h3 { margin-bottom: 0 !important; }
+/* gradio draws a failed output's "Error" badge over the top of its text: make room above it */
+.block:has(> .wrap > .error) { padding-top: 34px !important; }
 """
 
 
@@ -70,6 +72,15 @@ def close_session(value) -> None:
 
 def session_state() -> gr.State:
     return gr.State(None, time_to_live=SESSION_TTL, delete_callback=close_session)
+
+
+def keep_spaces(code: gr.Code) -> gr.Code:
+    """`code`, made to keep its value's leading and trailing spaces (gr.Code strips them): the
+    indentation of a prompt's first line is part of the prompt. (An instance attribute, not a
+    subclass: gradio writes a .pyi file beside every module that subclasses a component.)"""
+    strip = code.postprocess
+    code.postprocess = lambda value: value if isinstance(value, str) else strip(value)
+    return code
 
 
 def heading(number: str, title: str, hint: str = "") -> gr.Markdown:

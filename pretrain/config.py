@@ -61,24 +61,78 @@ PRESETS = {
 }
 
 
+# One sentence for each flag of `python -m pretrain MODEL --help`.
+HELP = {
+    "n_embd": "width of the model: the size of each character's vector",
+    "n_layer": "how many transformer blocks are stacked",
+    "n_head": "attention heads in each block (n_embd must divide by it)",
+    "n_positions": "context: how many characters the model sees at once",
+    "dropout": "share of activations dropped while training (0 = none)",
+    "corpus": "training text: a file, a folder (its .py and .txt files) or a glob",
+    "tasks": "level1 only: a file of INPUT>OUTPUT pairs, one a line, to memorize instead of the default dozen",
+    "val_fraction": "share of the corpus's files held out for validation (chosen by a hash of each path)",
+    "steps": "optimizer steps in all; the learning-rate schedule runs over this many",
+    "hours": "stop cleanly (save, export) after this many hours of training; 0 = no limit",
+    "batch_size": "windows of n_positions characters in each step's batch",
+    "lr": "peak learning rate, reached after the warmup",
+    "min_lr": "learning rate at the end of the cosine decay",
+    "warmup_steps": "steps over which the learning rate climbs from 0 to --lr",
+    "weight_decay": "AdamW's decoupled weight decay (not applied to biases, LayerNorms or positions)",
+    "grad_clip": "clip the gradient's global norm to this before each update",
+    "seed": "random seed of the initial weights and the batches",
+    "threads": "threads that share each step's batch; 0 = 2, or 1 on a one-core machine. Give a run and its "
+               "--resume the same value for bit-equal losses",
+    "eval_every": "measure on the validation slice every this many steps",
+    "eval_chars": "validation characters scored at each evaluation (a fixed slice, so evaluations compare)",
+    "eval_identifiers": "identifier-completion cases at each evaluation",
+    "log_every": "write the training loss to metrics.jsonl every this many steps",
+    "save_every": "save a resumable checkpoint (model, optimizer, RNG, data position) every this many steps",
+    "keep": "step checkpoints kept, besides the best by validation loss",
+    "out": "run folder for step checkpoints and metrics.jsonl",
+    "resume": "continue from the run folder's latest checkpoint, exactly where it stopped, with the run's stored settings",
+    "overwrite": "start over in an --out that already holds a run, deleting that run's files (and nothing else)",
+    "export": "at the end, write the best model here as a checkpoint folder with its model card",
+    "push_to_hub": "then publish that folder as this Hub repo id (user/model); token from HF_TOKEN or "
+                   "`hf auth login`",
+    "quiet": "no progress bar (metrics.jsonl is written all the same)",
+}
+
+
+EMPTY = {"out": "runs/{model}", "corpus": "the standard library of the Python running this"}  # what an empty string field means
+
+
+def _chosen_preset(argv) -> str:
+    """The preset named on the command line (for --help's defaults), else copilot."""
+    return next((a for a in argv if a in PRESETS), "copilot")
+
+
 def parse_args(argv=None) -> TrainConfig:
     """MODEL, then any TrainConfig field as --flag (booleans as switches)."""
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    shown = PRESETS[_chosen_preset(argv)]
     parser = argparse.ArgumentParser(
-        prog="python -m pretrain",
+        prog="python -m pretrain", usage="%(prog)s MODEL [--steps N --hours H --resume --export DIR ...]",
         description="Pretrain a shipped model: level1 (memorization), copilot-tiny or copilot "
-                    "(character-level Python autocomplete). Every preset field can be overridden.",
+                    "(character-level Python autocomplete). Every preset field can be overridden; "
+                    f"the defaults shown are {shown.model}'s (`python -m pretrain MODEL --help` shows MODEL's).",
     )
-    parser.add_argument("model", choices=sorted(PRESETS), help="which preset to train")
+    parser.add_argument("model", choices=sorted(PRESETS), metavar="MODEL",
+                        help=f"which preset to train: {', '.join(sorted(PRESETS))}")
     for f in fields(TrainConfig):
         if f.name in ("model", "extra", "given"):
             continue
         flag = "--" + f.name.replace("_", "-")
+        sentence = HELP.get(f.name, f.name.replace("_", " "))
         if f.type == "bool":
-            parser.add_argument(flag, action="store_true", default=None, help=f"(switch) {f.name}")
+            parser.add_argument(flag, action="store_true", default=None, help=sentence)
         else:
             kind = {"int": int, "float": float, "str": str}[f.type]
-            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(),
-                                help=f"default: the preset's (copilot: {getattr(PRESETS['copilot'], f.name)!r})")
+            value = getattr(shown, f.name)
+            shown_value = EMPTY.get(f.name, "none").format(model=shown.model) if value == "" else repr(value)
+            default = f"(default: {shown_value})"
+            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=f"{sentence} {default}")
     args = vars(parser.parse_args(argv))
     preset = PRESETS[args.pop("model")]
     given = {k: v for k, v in args.items() if v is not None}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
+import sys
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,8 +120,13 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     root, _ = corpus_files(args.corpus) if args.corpus else stdlib_files()
     corpus = load_corpus(args.corpus, args.val_fraction)
-    for relative, _ in corpus.train if args.split == "train" else corpus.val:
-        print(root / relative)
+    try:
+        for relative, _ in corpus.train if args.split == "train" else corpus.val:
+            print(root / relative)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `... | head`: the reader has all it wanted; leave quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
+        sys.exit(141)  # 128 + SIGPIPE, what the shell reports for a command that a pipe cut short
 
 
 if __name__ == "__main__":

@@ -55,6 +55,18 @@ def _figures_table(evals: list[dict]) -> list[str]:
     return lines
 
 
+def _full_validation(figures) -> list[str]:
+    """The headline figures, on every validation file (python -m pretrain.validate records them)."""
+    if not isinstance(figures, dict):
+        return []
+    return ["## Quality on every validation file", "",
+            f"On all {figures['files']} validation files ({figures['characters']:,} characters scored): "
+            f"**{figures['bits_per_char']:.3f} bits per character**, next-character accuracy "
+            f"{figures['next_char_accuracy']:.3f}, and **{figures['identifier_completion']:.1%} of identifiers "
+            f"completed** by greedy decoding from their first 3 characters ({figures['identifier_cases']} "
+            f"identifiers of 6 or more characters, sampled). Measured by `{figures['command']}`.", ""]
+
+
 def model_card(name: str, config: dict, records: list[dict], best_step: int) -> str:
     evals = [r for r in records if r.get("kind") == "eval"]
     best = next((r for r in evals if r["step"] == best_step), evals[-1] if evals else {})
@@ -82,7 +94,13 @@ def model_card(name: str, config: dict, records: list[dict], best_step: int) -> 
                   f"({corpus['train_chars']:,} characters) and {corpus['val_files']} validation files "
                   f"({corpus['val_chars']:,} characters); {corpus['split']}. "
                   f"Fingerprint `{corpus['fingerprint'][:16]}`.", ""]
-    lines += ["## Figures at each evaluation", ""] + _figures_table(evals) + [
+    lines += _full_validation(provenance.get("full_validation"))
+    lines += ["## Figures at each evaluation", ""]
+    if corpus:
+        lines += ["Each evaluation during training scores a fixed slice of the validation files (`--eval-chars` "
+                  "characters, 100 identifiers), to cost seconds; the figures on every validation file are above.",
+                  ""]
+    lines += _figures_table(evals) + [
         "", "![loss curve](loss_curve.png)", "", "Every record is in `metrics.jsonl`.", ""]
     if best.get("prompt_checks"):
         lines += ["## Greedy completions (best step)", "", "| prompt | expected | got |", "|---|---|---|"]

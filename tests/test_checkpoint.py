@@ -5,6 +5,7 @@ import json
 import os
 import pickle
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,18 +190,53 @@ def test_a_failed_save_leaves_the_existing_checkpoint_intact(folder, model, toke
     assert sorted(os.listdir(folder.parent)) == ["ckpt"]  # no temporary folders left behind
 
 
-def test_resolve_says_which_names_are_neither_folder_nor_repo_id(tmp_path, monkeypatch, folder):
-    def no_hub(*args, **kwargs):
+@pytest.fixture
+def no_hub(monkeypatch):
+    def download(*args, **kwargs):
         raise AssertionError("the Hub was consulted")
 
-    monkeypatch.setattr("tinytorch.hub.download", no_hub)
+    monkeypatch.setattr("tinytorch.hub.download", download)
+
+
+def test_resolve_says_which_names_are_neither_folder_nor_repo_id(tmp_path, monkeypatch, folder, no_hub):
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "checkpoints").mkdir()
-    for name in ["copilot", "checkpoints/copilot", "./nope/x", "a/b/c", "https://x.y/z"]:
-        with pytest.raises(CheckpointError, match=r"no such checkpoint folder.*shipped checkpoints: checkpoints/level1"):
+    (tmp_path / "runs").mkdir()
+    for name in ["copilot2", "checkpoints/copilot2", "./nope/x", "a/b/c", "https://x.y/z", "runs/copilot", "me/"]:
+        with pytest.raises(CheckpointError) as err:
             GPT.from_pretrained(name)
+        assert str(err.value) == (f"{name}: no such checkpoint folder (in {tmp_path}); shipped checkpoints: "
+                                  "copilot, copilot-tiny, level1 (by name, from any folder); a Hub repo id looks "
+                                  "like 'user/model'")
     with pytest.raises(CheckpointError, match="is a file"):
         GPT.from_pretrained(folder / "config.json")
+
+
+@pytest.mark.parametrize("name", ["copilot-tiny", "checkpoints/copilot-tiny", "copilot-tiny/", "checkpoints/copilot-tiny/"])
+def test_shipped_checkpoints_load_by_name_from_any_folder(tmp_path, monkeypatch, no_hub, name):
+    shipped = Path(checkpoint.__file__).resolve().parents[1] / "checkpoints" / "copilot-tiny"
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ here
+    assert checkpoint.resolve(name) == shipped
+    reference = checkpoint.load_model(shipped)
+    np.testing.assert_array_equal(logits(GPT.from_pretrained(name)), logits(reference))
+
+
+def test_a_folder_in_the_working_directory_comes_before_a_shipped_name(tmp_path, monkeypatch, model, tokenizer):
+    save_pretrained(model, tmp_path / "copilot", tokenizer=tokenizer)
+    monkeypatch.chdir(tmp_path)
+    assert checkpoint.resolve("copilot") == Path("copilot")
+    np.testing.assert_array_equal(logits(GPT.from_pretrained("copilot")), logits(model.eval()))
+
+
+def test_the_folder_a_zip_was_unpacked_into_loads_too(tmp_path, model, tokenizer):
+    """A zip holding copilot-finetuned/ and unpacked into downloads/: downloads/ names the checkpoint."""
+    save_pretrained(model, tmp_path / "downloads" / "copilot-finetuned", tokenizer=tokenizer)
+    (tmp_path / "downloads" / "__MACOSX").mkdir()  # what macOS's zip adds beside it
+    np.testing.assert_array_equal(logits(GPT.from_pretrained(tmp_path / "downloads")), logits(model.eval()))
+    assert CharTokenizer.from_pretrained(tmp_path / "downloads") == tokenizer
+    (tmp_path / "downloads" / "another").mkdir()
+    save_pretrained(model, tmp_path / "downloads" / "another", tokenizer=tokenizer)
+    with pytest.raises(CheckpointError, match=r"downloads/config\.json: missing"):  # two: which one is meant?
+        GPT.from_pretrained(tmp_path / "downloads")
 
 
 # ================================================================== atomic saves

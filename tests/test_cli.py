@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from tinytorch import __main__ as cli
+from tinytorch import completion
 from tinytorch.checkpoint import save_pretrained
 from tinytorch.evaluate import text_metrics
 from tinytorch.nn import GPT
@@ -45,15 +46,18 @@ def run(capsys, *argv):
     return status, out, err
 
 
-def run_subprocess(tmp_path, *argv, **env):
+def run_subprocess(tmp_path, *argv, stderr=None, **env):
     """python -m tinytorch in a fresh interpreter, with its own HF_HOME and no token or Hub address
     from the machine's environment."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING_FACE_"))}
     base.update(HF_HOME=str(tmp_path / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                 HF_ENDPOINT="http://127.0.0.1:9")  # a dead loopback port unless a test passes FakeHub's
     base.update(env)
-    return subprocess.run([sys.executable, "-m", "tinytorch", *map(str, argv)], cwd=REPO, env=base,
-                          capture_output=True, text=True, timeout=60)
+    # From a folder of its own, as a user runs it: never the repo root, where checkpoints/ happens to be.
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir(exist_ok=True)
+    return subprocess.run([sys.executable, "-m", "tinytorch", *map(str, argv)], cwd=cwd, env=base,
+                          stdout=subprocess.PIPE, stderr=stderr or subprocess.PIPE, text=True, timeout=60)
 
 
 # ================================================================== generate
@@ -79,6 +83,19 @@ def test_generate_beam_search_prints_the_best_completions_with_log_probabilities
     assert len(found) == 3
 
 
+def test_generate_completes_the_line_by_default_as_the_demo_does(capsys, folder, model, tokenizer):
+    """No decoding flag: the line completion of tinytorch.completion (a beam search to the newline),
+    not free sampling; `--stop none` lifts the stop and --max-new-tokens still caps."""
+    status, out, err = run(capsys, "generate", folder, "ab\nc")
+    best = model.generate(tokenizer.encode("ab\nc"), tokenizer=tokenizer, **completion.beam_options("line"))
+    assert (status, err) == (0, "")
+    assert out == tokenizer.decode(best) + "\n"
+    status, out, _ = run(capsys, "generate", folder, "ab\nc", "--stop", "none", "--max-new-tokens", 9)
+    best = model.generate(tokenizer.encode("ab\nc"), tokenizer=tokenizer,
+                          **{**completion.beam_options("line"), "stop": None, "max_new_tokens": 9})
+    assert status == 0 and out == tokenizer.decode(best) + "\n" and len(best) == 4 + 9
+
+
 def test_generate_repetition_guard_flags_reach_the_library(capsys, folder, model, tokenizer):
     status, out, _ = run(capsys, "generate", folder, "abc", "--max-new-tokens", 20, "--temperature", 1.0,
                          "--seed", 3, "--repetition-penalty", 1.5, "--no-repeat-ngram-size", 3)
@@ -92,6 +109,24 @@ def test_generate_as_a_subprocess_greedy(tmp_path, folder, model, tokenizer):
     done = run_subprocess(tmp_path, "generate", folder, "hag", "--temperature", 0, "--max-new-tokens", 12)
     assert (done.returncode, done.stderr) == (0, "")
     assert done.stdout == tokenizer.decode(model.generate(tokenizer.encode("hag"), 12, temperature=0.0)) + "\n"
+
+
+@pytest.mark.parametrize("name", ["copilot-tiny", "checkpoints/copilot-tiny"])
+def test_shipped_checkpoints_by_name_from_another_folder(tmp_path, name):
+    shipped = REPO / "checkpoints" / "copilot-tiny"
+    model, tokenizer = GPT.from_pretrained(shipped), CharTokenizer.from_pretrained(shipped)
+    done = run_subprocess(tmp_path, "generate", name, "def ", "--temperature", 0, "--max-new-tokens", 30)
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == tokenizer.decode(model.generate(tokenizer.encode("def "), 30, temperature=0.0)) + "\n"
+
+
+@pytest.mark.parametrize("name", ["checkpoints/copilot2", "./my-copilot", "copilot2", "runs/copilot/step-9"])
+def test_a_path_that_names_no_folder_is_a_missing_folder_not_a_hub_id(tmp_path, name):
+    done = run_subprocess(tmp_path, "generate", name, "def ")
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (f"error: {name}: no such checkpoint folder (in {tmp_path / 'elsewhere'}); shipped "
+                           "checkpoints: copilot, copilot-tiny, level1 (by name, from any folder); a Hub repo id "
+                           "looks like 'user/model'\n")
 
 
 def test_generate_notes_prompt_characters_outside_the_vocabulary(capsys, folder):
@@ -115,6 +150,42 @@ def test_eval_prints_the_metrics_text_metrics_computes(capsys, tmp_path, folder,
     assert report["characters"] == expected["characters"] == (len(texts[0]) - 1) + (len("gfedcba\nxyz é\n") - 1)
     assert report["unknown_characters"] == 3 + 5  # the vocabulary has no ' ': a.txt's 3, b.py's "xyz é"
     assert report["files"] == [str(tmp_path / "a.txt"), str(tmp_path / "b.py")] and report["checkpoint"] == str(folder)
+
+
+def test_eval_shows_progress_on_a_terminal_and_prints_only_json(tmp_path, folder, model, tokenizer):
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    text = "abcabcabc defg\nhhh" * 40  # 720 characters, 719 scored
+    (tmp_path / "a.txt").write_text(text)
+    terminal, child_end = pty.openpty()
+    fcntl.ioctl(child_end, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 x 100, as a terminal has
+    try:
+        done = run_subprocess(tmp_path, "eval", folder, tmp_path / "a.txt", stderr=child_end)
+        os.close(child_end)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # EIO: the writer is gone and everything is read
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        os.close(terminal)
+    assert done.returncode == 0
+    report = json.loads(done.stdout)  # stdout holds the JSON alone
+    assert report["bits_per_char"] == text_metrics(model, tokenizer, [text])["bits_per_char"]
+    assert re.search(rb"scoring: +\d+%.*/719 ", shown), shown  # the bar, on the terminal
+
+
+def test_eval_piped_shows_no_progress(tmp_path, folder):
+    (tmp_path / "a.txt").write_text("abcabcabc defg\nhhh" * 40)
+    done = run_subprocess(tmp_path, "eval", folder, tmp_path / "a.txt")
+    assert (done.returncode, done.stderr) == (0, "") and json.loads(done.stdout)["characters"] == 719
 
 
 # ================================================================== download and push
@@ -208,8 +279,8 @@ def test_offline_with_nothing_cached_names_the_shipped_checkpoints(capsys, hub_e
     status, out, err = run(capsys, "generate", "me/never", "a")
     assert (status, out) == (1, "")
     assert err == ("error: me/never: not in the local Hub cache, and HF_HUB_OFFLINE is set so nothing can be "
-                   "downloaded; offline, use a shipped checkpoint: checkpoints/level1, checkpoints/copilot-tiny, "
-                   "checkpoints/copilot\n")
+                   "downloaded; offline, use a shipped checkpoint: copilot, copilot-tiny, level1 (by name, from any "
+                   "folder)\n")
 
 
 def test_push_without_a_token(capsys, hub_env, folder, monkeypatch):

@@ -15,6 +15,7 @@ import pytest
 
 import tinytorch
 from demos import common, decoding, inside, lines, names, training
+from tinytorch import completion
 from demos.common import COMPUTE, DemoError, FairLock, check_training_text, read_upload
 from demos.copilot import Copilot, CopilotSession
 from demos.level1 import FROM_CHECKPOINT, FROM_SCRATCH, Level1
@@ -265,7 +266,7 @@ def test_compare_needs_a_finetune_then_shows_both_with_the_same_settings(app):
     tokenizer = session.base.tokenizer
     for key, model in (("pretrained", session.base.model), ("finetuned", session.model)):
         by_hand = sum(tokenizer.decode(model.generate(tokenizer.encode(prefix), 120, stop="line", num_beams=8,
-                                                      length_penalty=decoding.LENGTH_PENALTY, tokenizer=tokenizer)
+                                                      length_penalty=completion.LENGTH_PENALTY, tokenizer=tokenizer)
                                        [len(tokenizer.encode(prefix)):]).split("\n")[0].rstrip() == rest
                       for prefix, rest in cases)
         assert details["own_lines_completed"][key] == (by_hand, len(cases))

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from demos.screenshots import CHROMIUM, copilot_walkthrough, free_port, level1_walkthrough
+from demos.screenshots import CHROMIUM, ZIP_LINK, copilot_walkthrough, free_port, level1_walkthrough, reset_and_fail_a_load
 
 pytest.importorskip("gradio", reason="gradio not installed")
 pytest.importorskip("playwright.sync_api", reason="playwright (python) not installed")
@@ -50,6 +50,27 @@ def test_a_student_fine_tunes_and_sees_before_and_after(url, tmp_path):
         page.screenshot(path=str(tmp_path / "level1.png"), full_page=True)
     print(f"screenshots: {tmp_path}")
     assert (tmp_path / "copilot.png").stat().st_size > 10_000
+
+
+def test_reset_and_a_failed_load_leave_a_page_that_tells_the_truth(url, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the Hub, unreachable (and never the Internet)
+    with browser_page() as page:
+        copilot_walkthrough(page, url, steps=10)
+        assert page.get_by_role("combobox", name="Training example", exact=True).input_value() == "pantry.py"
+        reset_and_fail_a_load(page)  # waits for the cleared comparison and the dropdown naming the loaded model
+        assert page.locator("table >> visible=true").filter(has_text="Fine-tuned").count() == 0
+        assert not page.locator(ZIP_LINK).is_visible()
+        assert not page.get_by_text("Each row is a character").is_visible()  # the old attention map is gone
+
+        page.get_by_label("Learning rate").fill("5")  # out of range: the fine-tune fails before it starts
+        page.get_by_role("button", name="Start fine-tuning").click()
+        visible(page, "Learning rate must be a number")
+        status = page.locator(".block").filter(has=page.get_by_text("Back to the pretrained weights."))
+        badge = status.locator(".wrap > .error").last
+        badge.wait_for(state="visible")
+        badge_box = badge.bounding_box()
+        text_box = status.get_by_text("Back to the pretrained weights.").bounding_box()
+        assert badge_box["y"] + badge_box["height"] <= text_box["y"]  # above the text, not over it
 
 
 def test_code_editors_indent_by_four_spaces_and_try_it_lists_suggestions(url, tmp_path):

@@ -25,7 +25,7 @@ from conftest import tiny_gpt  # noqa: E402
 from hub_server import FakeHub  # noqa: E402
 
 TOKEN = "hf_FakeSecretTokenThatMustNeverBeShown"
-SHIPPED = "checkpoints/level1, checkpoints/copilot-tiny, checkpoints/copilot"
+from tinytorch.checkpoint import SHIPPED  # noqa: E402
 IDS = np.array([[2, 3, 4, 5, 6, 7, 8, 9]])
 
 
@@ -46,6 +46,7 @@ def hub_env(hub, tmp_path, monkeypatch):
 
     monkeypatch.setattr(socket, "create_connection", loopback_only)
     monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)  # tinytorch.hub reads it per call
+    monkeypatch.setattr(tt_hub, "_UNREACHABLE", {})  # no failed probe of an earlier test's (maybe same) port
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
@@ -190,11 +191,66 @@ def test_offline_with_nothing_cached_names_the_shipped_checkpoints(hub_env, offl
     assert hub_env.requests == []
 
 
-def test_an_unreachable_hub_with_nothing_cached_says_so(hub_env):
-    hub_env.stop()
-    with pytest.raises(CheckpointError, match=rf"^me/tiny: could not reach the Hub \(http://127\.0\.0\.1:\d+\) "
-                       rf"and it is not in the local cache; .* shipped checkpoint: {SHIPPED}$"):
+@pytest.fixture
+def client_calls(monkeypatch):
+    """Every hf_hub_download call's keyword arguments, the calls still made."""
+    import huggingface_hub
+
+    calls, real = [], huggingface_hub.hf_hub_download
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    return calls
+
+
+@pytest.fixture
+def retries_left(monkeypatch):
+    """The client's own retries as they are outside the tests (hub_env turns them off)."""
+    for fn in (_http.http_backoff, _http.http_stream_backoff):
+        monkeypatch.setitem(inspect.unwrap(fn).__kwdefaults__, "max_retries", 5)
+
+
+def test_an_unreachable_hub_fails_at_once_after_one_probe(hub_env, client_calls, retries_left, monkeypatch):
+    hub_env.stop()  # connections are refused from now on
+    probes = []
+    connect = socket.create_connection
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: probes.append(address) or
+                        connect(address, *a, **k))
+    with pytest.raises(CheckpointError) as err:
         tt_hub.download("me/tiny")
+    assert str(err.value) == (
+        f"me/tiny: could not reach the Hub ({hub_env.endpoint}) and it is not in the local cache; check the "
+        f"connection, or set HF_HUB_OFFLINE=1 to use only what is cached, or use a shipped checkpoint: {SHIPPED}")
+    port = int(hub_env.endpoint.rsplit(":", 1)[1])
+    assert probes == [("127.0.0.1", port)]  # one connection attempt: the probe
+    assert [c["local_files_only"] for c in client_calls] == [True]  # the client only looked in the cache
+
+    with pytest.raises(CheckpointError):  # asked again soon after: not even a probe
+        tt_hub.download("me/tiny")
+    assert len(probes) == 1
+
+
+def test_the_probe_goes_through_the_proxy_the_environment_names(monkeypatch):
+    tried = []
+    monkeypatch.setattr(socket, "create_connection", lambda address, timeout: tried.append((address, timeout))
+                        or (_ for _ in ()).throw(ConnectionRefusedError()))
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert tt_hub.reachable("https://hub.invalid") is False
+    assert tried == [(("127.0.0.1", 3128), tt_hub.PROBE_SECONDS)]
+
+
+def test_push_to_an_unreachable_hub_fails_at_once(hub_env, tmp_path, tokenizer):
+    folder = save_pretrained(tiny_gpt(), tmp_path / "ckpt", tokenizer=tokenizer)
+    hub_env.stop()
+    with pytest.raises(CheckpointError, match=r"^me/tiny: could not reach the Hub \(http://127\.0\.0\.1:\d+\); "
+                       "check the connection and push again$"):
+        tt_hub.push_folder(folder, "me/tiny")
+    assert hub_env.requests == []
 
 
 def test_an_explicit_endpoint_beats_hf_endpoint(hub_env, tmp_path, tokenizer, monkeypatch):

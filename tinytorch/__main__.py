@@ -13,7 +13,10 @@ import os
 import sys
 from pathlib import Path
 
-CHECKPOINT_HELP = "a checkpoint folder (e.g. checkpoints/copilot) or a Hub repo id (user/model)"
+from . import completion
+
+CHECKPOINT_HELP = ("a shipped checkpoint by name (copilot, copilot-tiny, level1; from any folder), a checkpoint "
+                   "folder, or a Hub repo id (user/model)")
 
 
 class Parser(argparse.ArgumentParser):
@@ -28,25 +31,32 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("generate", help="continue a prompt", description="Print the prompt followed by the "
-                            "model's continuation.")
+                            "model's continuation. By default it completes the line as the Copilot demo's Try it "
+                            "does (a beam search that stops at the newline); --temperature, --top-k, --top-p or "
+                            "--seed sample instead.")
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("prompt", help="the text to continue")
-    p.add_argument("--max-new-tokens", type=int, default=200, metavar="N", help="characters to add (default 200)")
-    p.add_argument("--temperature", type=float, default=0.8, metavar="T", help="0 = greedy (default 0.8)")
+    # None = the mode's own default (see decoding_options).
+    p.add_argument("--max-new-tokens", type=int, metavar="N", help="characters to add at most (default "
+                   f"{completion.MAX_NEW_TOKENS} when completing, 200 when sampling)")
+    p.add_argument("--temperature", type=float, metavar="T", help="sample at this temperature; 0 = greedy "
+                   "(default 0.8 once any sampling flag is given)")
     p.add_argument("--top-k", type=int, metavar="K", help="sample among the K likeliest characters only")
     p.add_argument("--top-p", type=float, metavar="P", help="sample among the likeliest characters whose "
                    "probabilities add up to P")
     p.add_argument("--seed", type=int, metavar="S", help="makes sampling repeatable")
-    p.add_argument("--num-beams", type=int, default=1, metavar="N", help="beam search over N beams "
-                   "(temperature, top-k and top-p then do not apply; default 1: sample)")
-    p.add_argument("--length-penalty", type=float, default=0.0, metavar="L", help="beam search ranks by "
-                   "log-probability / length**L (default 0)")
+    p.add_argument("--num-beams", type=int, metavar="N", help="beam search over N beams (temperature, top-k "
+                   f"and top-p then do not apply; default {completion.NUM_BEAMS} when completing, 1 when sampling)")
+    p.add_argument("--length-penalty", type=float, default=completion.LENGTH_PENALTY, metavar="L",
+                   help=f"beam search ranks by log-probability / length**L (default {completion.LENGTH_PENALTY:g})")
     p.add_argument("--num-return-sequences", type=int, default=1, metavar="K", help="print the K best "
                    "completions with their log-probabilities (beam search; K <= N)")
-    p.add_argument("--stop", choices=["line", "block"], help="end at the end of the line, or of the block "
-                   "(a blank line or a line indented less than the prompt's last)")
+    p.add_argument("--stop", choices=["line", "block", "none"], help="end at the end of the line, or of the "
+                   "block (a blank line or a line indented less than the prompt's last), or only at "
+                   "--max-new-tokens (default: line when completing, none when sampling)")
     p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R", help="make characters already "
-                   "in the text less likely (transformers' repetition_penalty; 1 = off)")
+                   "in the text less likely (transformers' repetition_penalty; 1 = off; the demo samples "
+                   f"with {completion.REPETITION_PENALTY:g})")
     p.add_argument("--no-repeat-ngram-size", type=int, default=0, metavar="G", help="never repeat a run of "
                    "G characters (0 = off)")
     p.add_argument("--revision", metavar="R", help="branch, tag or commit of a Hub repo")
@@ -94,18 +104,32 @@ def generate(args) -> None:
     if unknown:
         print(f"note: {len(unknown)} prompt character(s) outside the vocabulary became <unk>: "
               + " ".join(repr(c) for c in unknown[:10]), file=sys.stderr)
-    found = model.generate(tokenizer.encode(args.prompt), args.max_new_tokens, temperature=args.temperature,
-                           top_k=args.top_k, top_p=args.top_p, seed=args.seed, stop=args.stop,
-                           num_beams=args.num_beams, length_penalty=args.length_penalty,
-                           num_return_sequences=args.num_return_sequences,
-                           repetition_penalty=args.repetition_penalty, no_repeat_ngram_size=args.no_repeat_ngram_size,
-                           tokenizer=tokenizer, output_scores=True)
+    found = model.generate(tokenizer.encode(args.prompt), **decoding_options(args), tokenizer=tokenizer,
+                           output_scores=True)
     if len(found) == 1 and args.num_return_sequences == 1:
         print(tokenizer.decode(found[0].ids))
         return
     for rank, s in enumerate(found, start=1):
         print(f"# {rank}: log-probability {s.logprob:.3f}")
         print(tokenizer.decode(s.ids))
+
+
+def decoding_options(args) -> dict:
+    """generate()'s keyword arguments: the line completion of tinytorch.completion unless a
+    sampling flag was given; an option given on the command line always wins."""
+    if any(v is not None for v in (args.temperature, args.top_k, args.top_p, args.seed)):
+        options = {"max_new_tokens": 200, "temperature": 0.8, "num_beams": 1, "stop": None}
+    else:
+        options = completion.beam_options("line")
+    for name in ("max_new_tokens", "temperature", "num_beams"):
+        if getattr(args, name) is not None:
+            options[name] = getattr(args, name)
+    if args.stop is not None:
+        options["stop"] = None if args.stop == "none" else args.stop
+    options.update(top_k=args.top_k, top_p=args.top_p, seed=args.seed, length_penalty=args.length_penalty,
+                   num_return_sequences=args.num_return_sequences, repetition_penalty=args.repetition_penalty,
+                   no_repeat_ngram_size=args.no_repeat_ngram_size)
+    return options
 
 
 def read_text(path: str) -> str:
@@ -124,7 +148,13 @@ def evaluate(args) -> None:
 
     texts = [read_text(path) for path in args.files]  # every file checked before the model loads
     model, tokenizer = load(args.checkpoint, args.revision)
-    metrics = text_metrics(model, tokenizer, texts)
+    from tqdm import tqdm
+
+    # Progress on stderr, and only on a terminal (disable=None): stdout stays the JSON alone.
+    total = sum(max(len(tokenizer.normalize(text)) - 1, 0) for text in texts)
+    with tqdm(total=total, unit="char", unit_scale=True, desc="scoring", file=sys.stderr, disable=None,
+              leave=False) as bar:
+        metrics = text_metrics(model, tokenizer, texts, progress=bar.update)
     if metrics["characters"] == 0:
         raise ValueError("nothing to score: every file holds fewer than 2 characters")
     unknown = sum(c not in tokenizer.stoi for text in texts for c in tokenizer.normalize(text))

@@ -28,7 +28,11 @@ from .text import CharTokenizer
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-SHIPPED = "checkpoints/level1, checkpoints/copilot-tiny, checkpoints/copilot"
+# The shipped checkpoints live beside the package (a clone, or an editable install), so their
+# names work from any folder: "copilot", or "checkpoints/copilot" as the README writes it.
+SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+SHIPPED_NAMES = ("copilot", "copilot-tiny", "level1")
+SHIPPED = ", ".join(SHIPPED_NAMES) + " (by name, from any folder)"
 
 # config.json keys a checkpoint must have: GPTConfig's defaults are for experiments, not for
 # filling in a file that forgot a size.
@@ -269,6 +273,12 @@ def save_tokenizer(tokenizer: CharTokenizer, directory) -> None:
         raise CheckpointError(
             f"{path}: the model's vocab_size is {values['vocab_size']} but the tokenizer has {tokenizer.vocab_size} ids")
     values["tokenizer"] = tokenizer.to_dict()
+    write_config(directory, values)
+
+
+def write_config(directory, values: dict) -> None:
+    """Replace directory/config.json with `values` in one rename (a crash leaves the old or the new)."""
+    path = Path(directory) / CONFIG_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{CONFIG_NAME}.tmp")
     tmp.write_text(_dumps(values), encoding="utf-8")
@@ -284,21 +294,54 @@ def is_repo_id(name: str) -> bool:
     return bool(_REPO_ID.match(name)) and ".." not in name and not name.endswith((".", "-"))
 
 
+def shipped_folder(name: str) -> Path | None:
+    """The folder of a shipped checkpoint named `name` or `checkpoints/name`; None for other names."""
+    name = name.strip().rstrip("/")
+    if name.startswith("checkpoints/"):
+        name = name[len("checkpoints/"):]
+    return SHIPPED_DIR / name if name in SHIPPED_NAMES else None
+
+
+def looks_like_path(name: str) -> bool:
+    """Names that can only mean a folder on this machine: './x', '../x', '/x', '~/x', 'a/b/c', 'x/',
+    'checkpoints/x', a bare 'x' (a repo id has an owner), or 'a/b' where the folder a exists."""
+    if name.startswith((".", "/", "~", "checkpoints/")) or name.endswith("/") or "\\" in name or name.count("/") != 1:
+        return True
+    return Path(name).expanduser().parent.is_dir()
+
+
+def checkpoint_in(folder: Path) -> Path:
+    """`folder`, or the one checkpoint folder inside it: where a downloaded zip was unpacked into
+    a folder of its own, the folder it was unpacked into loads too."""
+    if (folder / CONFIG_NAME).is_file():
+        return folder
+    inner = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
+    if len(inner) == 1 and (inner[0] / CONFIG_NAME).is_file():
+        return inner[0]
+    return folder  # loading says what is missing
+
+
 def resolve(path_or_repo_id, revision: str | None = None) -> Path:
-    """The local folder of a checkpoint: the path itself, or the Hub download of a repo id."""
+    """The local folder of a checkpoint: a folder that exists, a shipped checkpoint by name, or the
+    Hub download of a repo id ('user/model'). A path that names no folder fails at once."""
     name = str(path_or_repo_id)
     local = Path(name).expanduser()
     if local.is_dir():
-        return local
+        return checkpoint_in(local)
     if local.exists():
         raise CheckpointError(f"{name}: is a file; a checkpoint is a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
-    # Only "user/model" goes to the Hub: a bare "copilot" is a misspelled folder far more often
-    # than a legacy un-namespaced repo. And "checkpoints/copilot" where ./checkpoints exists is a
-    # local folder that is missing (not trained yet, or misspelled), not an organisation's repo.
-    if "/" not in name or not is_repo_id(name) or local.parent.is_dir():
+    shipped = shipped_folder(name)
+    if shipped is not None:
+        if not shipped.is_dir():
+            raise CheckpointError(f"{name}: the shipped checkpoint is missing ({shipped}); make it with "
+                                  f"`python -m pretrain {shipped.name} --export {shipped}`")
+        return shipped
+    # A bare "copilot2" is a misspelled folder far more often than a legacy un-namespaced repo, and
+    # "runs/copilot" where ./runs exists is a folder not made yet, not an organisation's repo.
+    if looks_like_path(name) or not is_repo_id(name):
         raise CheckpointError(
-            f"{name}: no such checkpoint folder (a Hub repo id looks like 'user/model'); "
-            f"shipped checkpoints: {SHIPPED}")
+            f"{name}: no such checkpoint folder (in {os.getcwd()}); shipped checkpoints: {SHIPPED}; "
+            "a Hub repo id looks like 'user/model'")
     from .hub import download
 
     return download(name, revision=revision)

@@ -33,8 +33,9 @@ def _windows(ids: np.ndarray, context: int):
 
 
 @no_grad()
-def score(model, ids, batch_size: int = 32) -> dict:
-    """Sum of negative log-likelihood (nats), correct greedy next-char guesses and target count."""
+def score(model, ids, batch_size: int = 32, progress=None) -> dict:
+    """Sum of negative log-likelihood (nats), correct greedy next-char guesses and target count.
+    progress: called with the number of characters scored after each batch of windows."""
     ids = np.asarray(ids, dtype=np.int64)
     context = model.config.n_positions
     total_nll, correct, count = 0.0, 0, 0
@@ -56,15 +57,18 @@ def score(model, ids, batch_size: int = 32) -> dict:
             total_nll -= float(logp[row, np.arange(first, length), targets].sum())
             correct += int((logits[row, first:].argmax(-1) == targets).sum())
             count += len(targets)
+        if progress is not None:
+            progress(sum(length - first for _, first in chunk))
     model.train(was_training)
     return {"nll": total_nll, "correct": correct, "count": count}
 
 
-def text_metrics(model, tokenizer, texts, batch_size: int = 32) -> dict:
-    """Bits per character and next-character accuracy over `texts` (each scored on its own)."""
+def text_metrics(model, tokenizer, texts, batch_size: int = 32, progress=None) -> dict:
+    """Bits per character and next-character accuracy over `texts` (each scored on its own).
+    progress: called with each count of characters scored (a progress bar's update)."""
     totals = {"nll": 0.0, "correct": 0, "count": 0}
     for text in texts:
-        for key, value in score(model, tokenizer.encode(text), batch_size).items():
+        for key, value in score(model, tokenizer.encode(text), batch_size, progress).items():
             totals[key] += value
     n = max(totals["count"], 1)
     return {

@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import time
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from .checkpoint import (CARD_NAME, CONFIG_NAME, SHIPPED, WEIGHTS_NAME, CheckpointError, check_replaceable,
                          replace_folder)
@@ -44,6 +48,38 @@ def is_offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in {"1", "ON", "YES", "TRUE"}
 
 
+PROBE_SECONDS = 3.0  # one TCP connect to the Hub: a reachable Hub answers in well under this
+_UNREACHABLE: dict[str, float] = {}  # endpoint -> when a probe last failed
+FORGET_SECONDS = 60.0  # a failed probe is trusted this long: a page that asks again does not wait again
+
+
+def reachable(endpoint: str) -> bool:
+    """Whether one TCP connection to the Hub (or to the proxy the environment names for it) opens
+    within PROBE_SECONDS. The client itself would retry an unreachable Hub for about 25 seconds."""
+    failed = _UNREACHABLE.get(endpoint)
+    if failed is not None and time.monotonic() - failed < FORGET_SECONDS:
+        return False
+    url = urlsplit(endpoint)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(url.scheme)
+    if proxy and not urllib.request.proxy_bypass(host or ""):
+        proxy_url = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        host, port = proxy_url.hostname, proxy_url.port or 8080
+    try:
+        socket.create_connection((host, port), timeout=PROBE_SECONDS).close()
+    except (OSError, ValueError):  # refused, no route, no DNS, timed out; ValueError: a malformed address
+        _UNREACHABLE[endpoint] = time.monotonic()
+        return False
+    _UNREACHABLE.pop(endpoint, None)
+    return True
+
+
+def unreachable_error(where: str, endpoint: str) -> CheckpointError:
+    return CheckpointError(f"{where}: could not reach the Hub ({endpoint}) and it is not in the local cache; "
+                           "check the connection, or set HF_HUB_OFFLINE=1 to use only what is cached, or use a "
+                           f"shipped checkpoint: {SHIPPED}")
+
+
 def download(repo_id: str, revision: str | None = None, to=None, *, endpoint: str | None = None,
              cache_dir=None, token: str | None = None) -> Path:
     """Fetch config.json, model.safetensors and (if the repo has one) README.md of `repo_id`.
@@ -56,7 +92,9 @@ def download(repo_id: str, revision: str | None = None, to=None, *, endpoint: st
         check_replaceable(to)  # before the download, not after it
     hf = _client()
     endpoint = hub_endpoint(endpoint)
-    options = dict(endpoint=endpoint, cache_dir=cache_dir, token=token, local_files_only=is_offline())
+    # No network: the cache serves at once, or the error says so at once (instead of half a minute of retries).
+    cache_only = is_offline() or not reachable(endpoint)
+    options = dict(endpoint=endpoint, cache_dir=cache_dir, token=token, local_files_only=cache_only)
 
     def fetch(filename: str, rev: str | None) -> Path:
         try:
@@ -106,6 +144,10 @@ def push_folder(folder, repo_id: str, private: bool = False, token: str | None =
         raise CheckpointError("no Hugging Face token: set HF_TOKEN or run `hf auth login` (with write access), "
                               "then push again")
     endpoint = hub_endpoint(endpoint)
+    if is_offline():
+        raise CheckpointError(f"HF_HUB_OFFLINE is set, so nothing can be published; unset it to push {repo_id}")
+    if not reachable(endpoint):
+        raise CheckpointError(f"{repo_id}: could not reach the Hub ({endpoint}); check the connection and push again")
     api = hf.HfApi(endpoint=endpoint, token=token)
     try:
         repo = api.create_repo(repo_id, private=private, exist_ok=True)
@@ -137,8 +179,7 @@ def explain(err: Exception, repo_id: str, revision: str | None, endpoint: str, f
         if is_offline():
             return CheckpointError(f"{where}: not in the local Hub cache, and HF_HUB_OFFLINE is set so nothing "
                                    f"can be downloaded; offline, use a shipped checkpoint: {SHIPPED}")
-        return CheckpointError(f"{where}: could not reach the Hub ({endpoint}) and it is not in the local cache; "
-                               f"check the connection, or use a shipped checkpoint: {SHIPPED}")
+        return unreachable_error(where, endpoint)
     if isinstance(err, errors.HfHubHTTPError) and err.response is not None:
         status = err.response.status_code
         if status == 401:
