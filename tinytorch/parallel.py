@@ -91,10 +91,11 @@ def training_shards(model, batch: int, seq_len: int) -> list[slice]:
     one shard otherwise: evaluation and generation stay on the caller's thread."""
     if _threads == 1 or not is_grad_enabled():
         return [slice(0, batch)]
-    if not any(p.requires_grad for p in model.parameters()):
-        return [slice(0, batch)]
     _settle_blas()
-    return shards(model, batch, seq_len)
+    parts = shards(model, batch, seq_len)  # cheap when one shard: small models pay nothing more
+    if len(parts) > 1 and not any(p.requires_grad for p in model.parameters()):
+        return [slice(0, batch)]
+    return parts
 
 
 def _settle_blas() -> None:
