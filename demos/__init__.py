@@ -42,4 +42,5 @@ def configure_process() -> None:
     set_blas_threads(threads)
     from tinytorch import parallel  # a fine-tune on one thread too: sessions share the cores
 
-    parallel.set_threads(int(os.environ.get("TINYTORCH_NUM_THREADS") or 1))
+    if not os.environ.get("TINYTORCH_NUM_THREADS", "").strip():
+        parallel.set_threads(1)

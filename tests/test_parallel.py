@@ -196,3 +196,7 @@ def test_defaults_threads_malloc_and_blas_at_first_use(tmp_path):
         assert default["blas"] == 1
     off = run(TINYTORCH_TUNE_MALLOC="0", TINYTORCH_NUM_THREADS="1")
     assert off["threads"] == 1 and off["malloc_after"] is None
+    bad = subprocess.run([sys.executable, "-c", "import tinytorch.parallel"], cwd=root,
+                         env={**base, "TINYTORCH_NUM_THREADS": "two"}, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+    assert "TINYTORCH_NUM_THREADS must be a whole number of threads (1 turns sharding off), got 'two'" in bad.stderr

@@ -42,7 +42,20 @@ from .nn.layers import Dropout
 from .tensor import Function, collect_grads, is_grad_enabled
 
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)
-_threads = max(1, int(os.environ.get("TINYTORCH_NUM_THREADS") or DEFAULT_THREADS))
+
+
+def _threads_from_environment() -> int:
+    value = os.environ.get("TINYTORCH_NUM_THREADS", "").strip()
+    if not value:
+        return DEFAULT_THREADS
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"TINYTORCH_NUM_THREADS must be a whole number of threads (1 turns sharding "
+                         f"off), got {value!r}") from None
+
+
+_threads = _threads_from_environment()
 # The smallest shard worth a thread, in activations: positions x n_embd, the size of each (N, C)
 # array its ops work on. Each op of a shard costs a fixed overhead in Python, paid by the two
 # threads in turns (they share the GIL), plus work in proportion to this size, done at the same

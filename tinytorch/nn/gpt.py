@@ -91,6 +91,8 @@ class GPT(Module):
     def forward(self, idx, cache: KVCache | None = None, output_attentions: bool = False):
         """idx: (B, T) token ids -> logits (B, T, vocab_size).
 
+        With gradients on, a batch big enough runs in shards on tinytorch's threads, one node of
+        the caller's graph (tinytorch.parallel.ShardedForward); the result is the same.
         With a `cache`, idx holds only the new positions; the cached ones come before them.
         output_attentions: return (logits, attentions) instead, attentions holding each layer's
         attention weights, (B, H, T, T_keys) arrays whose rows sum to 1 (as in transformers).
