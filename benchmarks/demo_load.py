@@ -7,6 +7,7 @@ examples in turn; the sessions that share an example take one more step each (se
 
     python benchmarks/demo_load.py [--sessions 30] [--finetunes 5] [--steps 30]
                                    [--checkpoint checkpoints/copilot-tiny]
+    python benchmarks/demo_load.py --attackers [--sessions 30] [--quiet-after 120]
 
 Bounded: each generating session makes at most --requests requests and stops at --max-seconds
 (or as soon as the fine-tunes are done and it has made --min-requests); nothing listens beyond
@@ -284,9 +285,25 @@ def main() -> None:
     parser.add_argument("--new", type=int, default=20, help="characters each generate request writes")
     parser.add_argument("--requests", type=int, default=40, help="most generate requests per session")
     parser.add_argument("--max-seconds", type=float, default=240.0, help="stop generating after this")
+    parser.add_argument("--attackers", action="store_true",
+                        help="instead: the server as `python -m demos` runs it, --sessions students generating, "
+                             "and crafted checkpoints, uploads and departing students (benchmarks/classroom_attackers.py)")
+    parser.add_argument("--quiet-after", type=float, default=120.0,
+                        help="with --attackers: seconds measured after the attacks (default 120)")
+    parser.add_argument("--control", action="store_true",
+                        help="with --attackers: the same phases without attackers, for comparison")
     args = parser.parse_args()
     if not os.path.isdir(args.checkpoint):
         sys.exit(f"no checkpoint folder {args.checkpoint}")
+    if args.attackers:
+        import classroom_attackers
+        import harness
+
+        print(harness.machine(1, malloc="malloc: as python -m demos sets it", compare_torch=False))
+        out = classroom_attackers.run(args.checkpoint, students=args.sessions, quiet_after=args.quiet_after,
+                                      new_chars=args.new, control=args.control)
+        classroom_attackers.report(out)
+        sys.exit(1 if out["failures"] else 0)
     demos.configure_process()  # the malloc settings python -m demos runs with
     out = run(args.checkpoint, args.sessions, args.finetunes, args.steps, args.new, args.requests,
               max_seconds=args.max_seconds)

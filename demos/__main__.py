@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 
 from . import configure_process, prefer_one_blas_thread
 
@@ -25,6 +26,7 @@ def main(argv=None) -> None:
 
     print("Starting the demo (importing gradio takes a few seconds)...", flush=True)
     from .app import build_app
+    from .common import close_temp_folders
     from .ui import launch_kwargs
 
     configure_process()
@@ -45,12 +47,18 @@ def main(argv=None) -> None:
         raise SystemExit(f"Cannot serve on {args.host}:{args.port} ({err}). Is another demo running? "
                          f"Try --port {args.port + 1} (with make: make demo PORT={args.port + 1}).") from None
     print(f"tinytorch {args.demo} demo running at {url}  (Ctrl+C to stop)", flush=True)
+    signal.signal(signal.SIGTERM, stop)  # `kill` stops it as Ctrl+C does: sessions' files removed
     try:
         demo.block_thread()
     except KeyboardInterrupt:
         pass
     finally:
         demo.close()
+        close_temp_folders()
+
+
+def stop(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ if __package__ in (None, ""):  # run as a script (a Space runs `python demos/app
 
 import gradio as gr  # noqa: E402
 
-from demos import copilot, copilot_ui, level1, level1_ui  # noqa: E402
+from demos import copilot, copilot_ui, level1, level1_ui, sessions  # noqa: E402
 from demos.ui import launch_kwargs  # noqa: E402
 
 TITLE = "tinytorch: a Copilot you can fine-tune"
@@ -39,6 +39,7 @@ def build_app(tabs=("copilot", "level1"), copilot_checkpoints=None, level1_check
                 for name in tabs:
                     with gr.Tab(labels[name], id=name):
                         builders[name](demo)
+        sessions.watch(demo)  # a student's models and files go when they leave or idle
     demo.queue(default_concurrency_limit=8)
     return demo
 

@@ -6,8 +6,14 @@ No gradio here: the handlers built on this are plain functions that tests call d
 
 from __future__ import annotations
 
+import atexit
+import logging
 import math
+import os
+import shutil
+import tempfile
 import threading
+import weakref
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +28,13 @@ EXAMPLES = Path(__file__).resolve().parent / "examples"
 MAX_TEXT_CHARS = 100_000  # training text, pasted or uploaded: a few files of your own code
 MAX_UPLOAD_BYTES = 200_000  # read no more than this from an upload (text is at most 100k chars)
 MAX_PROMPT_CHARS = 10_000  # only the last n_positions characters reach the model anyway
+# The largest model a student may load from the Hub (config.json is checked before the weights
+# are fetched), and how many such models may be in memory at once. The shipped copilot has 0.47M
+# parameters. At 5M (20 MB of float32), a class of 30 that each keep a fine-tuned copy holds
+# 600 MB of copies, plus 80 MB for 4 distinct Hub models, plus Adam's state during the (at most
+# 2) fine-tunes running: a classroom server's budget.
+MAX_PARAMETERS = int(os.environ.get("TINYTORCH_DEMO_MAX_PARAMETERS", 5_000_000))
+MAX_HUB_MODELS = int(os.environ.get("TINYTORCH_DEMO_HUB_MODELS", 4))
 
 
 class DemoError(ValueError):
@@ -90,16 +103,24 @@ def shipped(name: str) -> Path:
 
 
 class ModelStore:
-    """Checkpoints by source, loaded on first use and kept (the few most recent) for all sessions.
+    """Checkpoints by source, loaded on first use and shared by every session that uses them.
 
+    The checkpoints the app offers stay loaded (the few most recent). One a student named (a Hub
+    repo id) lives only while some session holds it: when its students leave, its memory goes.
     Sessions never modify these models: a session that fine-tunes trains its own copy.
+    max_parameters: the largest model a student may load (the offered ones are the instructor's);
+    max_hub_models: how many different ones may be in memory (or loading) at once.
     """
 
-    def __init__(self, capacity: int = 4, extra_files=("tasks.txt",)):
+    def __init__(self, capacity: int = 4, extra_files=("tasks.txt",), max_parameters: int = MAX_PARAMETERS,
+                 max_hub_models: int = MAX_HUB_MODELS):
         self.capacity = capacity
         self.extra_files = extra_files
-        self._models: OrderedDict[str, Loaded] = OrderedDict()
-        self._lock = threading.Lock()  # guards the two dicts, never held while loading
+        self.max_parameters = max_parameters
+        self.max_hub_models = max_hub_models
+        self._models: OrderedDict[str, Loaded] = OrderedDict()  # offered: kept
+        self._borrowed: weakref.WeakValueDictionary[str, Loaded] = weakref.WeakValueDictionary()  # held by sessions
+        self._lock = threading.Lock()  # guards the dicts, never held while loading
         self._loading: dict[str, threading.Lock] = {}  # one lock per checkpoint being loaded
 
     def get(self, source: str, offered=()) -> Loaded:
@@ -108,44 +129,91 @@ class ModelStore:
         A slow load (a Hub download can take half a minute to time out) holds up only the
         sessions that asked for that checkpoint, not everyone else's."""
         location = check_source(source, offered)
+        offer = source.strip() in offered
+        key = location if offer else "hub:" + location  # a student's name never meets a folder's
         with self._lock:
-            if location in self._models:
-                self._models.move_to_end(location)
-                return self._models[location]
-            loading = self._loading.setdefault(location, threading.Lock())
+            if (found := self._find(key)) is not None:
+                return found
+            held = set(self._borrowed.keys()) | {k for k in self._loading if k.startswith("hub:")}
+            if not offer and key not in held and len(held) >= self.max_hub_models:
+                raise DemoError(f"Students have {len(held)} other Hub models loaded, as many as this server holds "
+                                "at once; use one of those or a shipped checkpoint, or try again when some "
+                                "students have left.")
+            loading = self._loading.setdefault(key, threading.Lock())
         with loading:
             with self._lock:
-                if location in self._models:  # loaded by whoever held `loading` before us
-                    return self._models[location]
+                if (found := self._find(key)) is not None:  # loaded by whoever held `loading` before us
+                    return found
             try:
-                loaded = self._load(source.strip(), location)
+                source = source.strip()
+                loaded = self._load(source, location) if offer else self._load_hub(source, location)
                 with self._lock:
-                    self._models[location] = loaded
-                    while len(self._models) > self.capacity:
-                        self._models.popitem(last=False)
+                    if offer:
+                        self._models[key] = loaded
+                        while len(self._models) > self.capacity:
+                            self._models.popitem(last=False)
+                    else:
+                        self._borrowed[key] = loaded
             finally:
                 with self._lock:
-                    self._loading.pop(location, None)
+                    self._loading.pop(key, None)
             return loaded
 
+    def _find(self, key: str) -> Loaded | None:
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        return self._borrowed.get(key)
+
     def _load(self, source: str, location: str) -> Loaded:
+        """An offered checkpoint: a folder, or the instructor's repo id; any size."""
+        return self._open(source, location, lambda: checkpoint.resolve(location), None)
+
+    def _load_hub(self, source: str, repo_id: str) -> Loaded:
+        """What a student typed: a Hub repo (never a path on this machine), at most max_parameters."""
+        from tinytorch.hub import download
+
+        cap = self.max_parameters
+        return self._open(source, repo_id, lambda: download(repo_id, max_parameters=cap), cap)
+
+    def _open(self, source: str, location: str, fetch, cap) -> Loaded:
+        """Load the folder fetch() returns. Errors name what was asked for, never this machine's
+        folders (the checkpoint's, the Hub cache's)."""
+        shown, folder = display_name(source), None
         try:
-            folder = checkpoint.resolve(location)
-            model = GPT.from_pretrained(str(folder))
-            tokenizer = CharTokenizer.from_pretrained(str(folder))
+            folder = fetch()
+            model = checkpoint.load_model(folder, max_parameters=cap)
+            tokenizer = checkpoint.load_tokenizer(folder)
             config = checkpoint.read_config(folder)
         except checkpoint.CheckpointError as err:
-            raise DemoError(f"Could not load {source!r}: {err}") from None
-        except OSError as err:  # network down, Hub unreachable, permissions
-            raise DemoError(f"Could not load {source!r}: {type(err).__name__}: {err}") from None
-        except Exception as err:  # hub.py's own errors (offline, unknown repo, ...): say what it said
-            raise DemoError(f"Could not load {source!r}: {err}") from None
+            message = str(err)
+            for path in sorted({str(folder), location} - {"None", shown}, key=len, reverse=True):
+                message = message.replace(path, shown)
+            raise DemoError(f"Could not load {shown!r}: {message}") from None
+        except OSError as err:  # permissions, a full disk: the reason, not the file's path
+            raise DemoError(f"Could not load {shown!r}: {err.strerror or type(err).__name__}") from None
+        except Exception as err:  # noqa: BLE001 - a client library's own error: its text may hold paths
+            logging.getLogger("demos").error("loading %s failed", source, exc_info=err)
+            raise DemoError(f"Could not load {shown!r} ({type(err).__name__}; the server log has the "
+                            "details).") from None
         files = {}
         for name in self.extra_files:
             path = Path(folder) / name
             if path.is_file() and path.stat().st_size < 100_000:
                 files[name] = path.read_text(encoding="utf-8", errors="replace")
         return Loaded(source, location, model.eval(), tokenizer, config, files)
+
+
+def display_name(source: str) -> str:
+    """How messages name a checkpoint: as given, but a folder of this project relative to it
+    (never the server's absolute path for a default the student did not type)."""
+    path = Path(source)
+    if path.is_absolute():
+        try:
+            return str(path.relative_to(CHECKPOINTS.parent))
+        except ValueError:
+            return path.name
+    return source
 
 
 def check_source(source, offered=()) -> str:
@@ -162,13 +230,15 @@ def check_source(source, offered=()) -> str:
             if folder.is_dir():
                 return str(folder)
         if "/" not in source:
-            raise DemoError(f"The checkpoint {source!r} is not here ({shipped(source)} is missing). Create it "
+            raise DemoError(f"The checkpoint {source!r} is not here (checkpoints/{source} is missing). Create it "
                             f"with `python -m pretrain {source}`, or load a Hub repo id.")
         if not checkpoint.is_repo_id(source):
-            raise DemoError(f"{source!r}: no such checkpoint folder.")
+            raise DemoError(f"{display_name(source)!r}: no such checkpoint folder.")
         return source
-    if not checkpoint.is_repo_id(source) or Path(source).exists():
-        choices = ", ".join(repr(o) for o in offered) or "none"
+    # Anything else is a Hub repo id or nothing: whether such a path exists here is never looked
+    # at, so the answer cannot tell a student what this machine holds.
+    if not checkpoint.is_repo_id(source):
+        choices = ", ".join(repr(display_name(o)) for o in offered) or "none"
         raise DemoError(f"{source!r} is not a Hub repo id (like 'user/model': letters, digits, '-', '_', "
                         f"'.', one '/') nor one of the checkpoints offered here ({choices}). "
                         "Other folders on this machine open with `python -m demos --checkpoint FOLDER`.")
@@ -220,15 +290,25 @@ def check_prompt(text, tokenizer: CharTokenizer) -> str:
     """The prompt, normalized, or a DemoError saying what is wrong with it."""
     if not isinstance(text, str) or not text.strip():
         raise DemoError("The prompt is empty: type the start of some Python code, e.g. 'def '.")
-    if len(text) > MAX_PROMPT_CHARS:
-        raise DemoError(f"The prompt has {len(text):,} characters; the limit is {MAX_PROMPT_CHARS:,} "
-                        "(the model only reads the last few anyway).")
+    text = normalized(text, tokenizer, MAX_PROMPT_CHARS, "The prompt", "(the model only reads the last few anyway)")
     unknown = tokenizer.unknown_chars(text)
     if unknown:
         raise DemoError(f"The prompt has {len(unknown)} character(s) this model has never seen: "
                         f"{show_chars(unknown)}. It knows printable ASCII and newlines; "
                         "remove or replace them.")
-    return tokenizer.normalize(text)
+    return text
+
+
+def normalized(text: str, tokenizer: CharTokenizer, limit: int, what: str, why: str) -> str:
+    """The text as the model will see it (tabs expanded, at most tab_size times longer), refused
+    when that is over `limit` characters. Text that could not fit whatever normalization does
+    (it only expands, but "\r\n" becomes one character) is refused before any work."""
+    if len(text) <= 2 * limit:
+        text = tokenizer.normalize(text)
+    if len(text) > limit:
+        raise DemoError(f"{what} has {len(text):,} characters (tabs counted as {tokenizer.tab_size} spaces); "
+                        f"the limit is {limit:,} {why}.")
+    return text
 
 
 def check_training_text(text, tokenizer: CharTokenizer, min_chars: int = 64) -> tuple[str, str]:
@@ -236,12 +316,10 @@ def check_training_text(text, tokenizer: CharTokenizer, min_chars: int = 64) -> 
     with a note; text that is mostly such characters (binary, another alphabet) is refused."""
     if not isinstance(text, str) or not text.strip():
         raise DemoError("The training text is empty: choose an example, paste some code or upload a .py file.")
-    if len(text) > MAX_TEXT_CHARS:
-        raise DemoError(f"The training text has {len(text):,} characters; the limit is {MAX_TEXT_CHARS:,}. "
-                        "Use one or two of your files, not a whole project.")
+    text = normalized(text, tokenizer, MAX_TEXT_CHARS, "The training text",
+                      "(use one or two of your files, not a whole project)")
     if "\x00" in text:
         raise DemoError("The training text contains NUL bytes: it looks like a binary file, not code.")
-    text = tokenizer.normalize(text)
     unknown = set(tokenizer.unknown_chars(text))
     note = ""
     if unknown:
@@ -277,6 +355,28 @@ def read_upload(path, max_bytes: int = MAX_UPLOAD_BYTES) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         raise DemoError(f"{path.name} is not UTF-8 text; upload Python source (.py) or plain text (.txt).") from None
+
+
+_TEMP_FOLDERS: set[str] = set()  # a session's files; removed with it, or at exit at the latest
+
+
+def temp_folder() -> Path:
+    """A new private folder for one session's files. close_temp_folder removes it; whatever is
+    left when the process ends (Ctrl-C included: `python -m demos` exits normally) goes at exit."""
+    folder = tempfile.mkdtemp(prefix="tinytorch-demo-")
+    _TEMP_FOLDERS.add(folder)
+    return Path(folder)
+
+
+def close_temp_folder(folder) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    _TEMP_FOLDERS.discard(str(folder))
+
+
+@atexit.register
+def close_temp_folders() -> None:
+    for folder in list(_TEMP_FOLDERS):
+        close_temp_folder(folder)
 
 
 def examples() -> dict[str, str]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import math
 import shutil
-import tempfile
 import threading
 import time
+from html import escape
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,7 @@ from tinytorch.training import DivergenceError, sample_batch
 
 from . import decoding, inside, lines, names, training, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
-    check_training_text, clone, parameter_count, shipped
+    check_training_text, clone, close_temp_folder, display_name, parameter_count, shipped, temp_folder
 
 SHIPPED = ("copilot", "copilot-tiny")  # the default first
 # Fine-tune defaults, measured (benchmarks/demo_finetune.py): 100 steps in well under 10 s on the
@@ -64,6 +64,7 @@ class CopilotSession:
         self.stop = threading.Event()
         self.workdir: Path | None = None  # for the zipped checkpoint; removed with the session
         self.notice = ""  # why the model shown is not the one asked for, until the next Load
+        self.last_used = time.monotonic()  # see demos/sessions.py: idle sessions are released
 
     @property
     def current(self):
@@ -71,16 +72,20 @@ class CopilotSession:
 
     @property
     def label(self) -> str:
-        return self.base.source + (" (fine-tuned)" if self.model is not None else "")
+        return display_name(self.base.source) + (" (fine-tuned)" if self.model is not None else "")
 
     def forget_finetune(self):
         self.model, self.train_text, self.steps_trained, self.curve, self.settings = None, None, 0, [], {}
 
     def close(self):
-        """gr.State's delete_callback: the session ended (tab closed, or idle too long)."""
+        """The session ended (tab closed, or idle too long): stop its fine-tune, drop its models,
+        remove its files."""
         self.stop.set()
+        self.forget_finetune()
+        self.base = None
         if self.workdir is not None:
-            shutil.rmtree(self.workdir, ignore_errors=True)
+            close_temp_folder(self.workdir)
+            self.workdir = None
 
 
 def bits(nats: float) -> float:
@@ -123,6 +128,7 @@ class Copilot:
         """The session, created on first use, with the default model loaded if none is: the first
         checkpoint offered, or when it cannot load (a Hub id with no network), the next that can."""
         session = session if isinstance(session, CopilotSession) else CopilotSession()
+        session.last_used = time.monotonic()
         if session.base is None:
             failed = None
             for name in self.checkpoints:
@@ -135,7 +141,7 @@ class Copilot:
                 raise DemoError(f"{failed} Choose another model above, or create the shipped one with "
                                 "`python -m pretrain copilot`.")
             if failed is not None:
-                session.notice = f"{failed} **Loaded {session.base.source} instead.**"
+                session.notice = f"{views.plain(failed)} **Loaded {display_name(session.base.source)} instead.**"
         return session
 
     def card(self, session: CopilotSession) -> str:
@@ -146,7 +152,7 @@ class Copilot:
                     f"{len(session.train_text or ''):,} characters. Reset to go back to the pretrained weights.")
         if session.notice:
             note = (note + "\n\n" if note else "") + session.notice
-        return views.model_card(base.source, base.config, parameter_count(base.model), note)
+        return views.model_card(display_name(base.source), base.config, parameter_count(base.model), note)
 
     # ------------------------------------------------------------------ 1. load
     def load(self, source, session=None):
@@ -213,6 +219,7 @@ class Copilot:
         batch_size = as_int(batch_size, "Batch size", *BATCH_RANGE)
         tokenizer = session.base.tokenizer
         text, note = check_training_text(text, tokenizer)
+        note = escape(note)  # shown in HTML; it quotes characters of the text
         ids = np.array(tokenizer.encode(text))
         context = min(CONTEXT, session.base.model.config.n_positions, len(ids) - 1)
         rng = np.random.default_rng(0)  # the same batches every run: a fine-tune is reproducible
@@ -233,6 +240,7 @@ class Copilot:
         shown, done = 0.0, None
         try:
             for done in loop:
+                session.last_used = time.monotonic()  # training is not idling
                 session.curve.append((done.step, done.loss))
                 session.steps_trained = before[1] + done.step
                 session.train_text = text
@@ -311,7 +319,7 @@ class Copilot:
         if session.model is None:
             raise DemoError("Nothing to download yet: fine-tune the model first.")
         if session.workdir is None:
-            session.workdir = Path(tempfile.mkdtemp(prefix="tinytorch-demo-"))
+            session.workdir = temp_folder()
         base = session.base
         provenance = {
             "fine_tuned_from": base.source,
@@ -324,7 +332,9 @@ class Copilot:
         folder = session.workdir / ZIPPED
         with COMPUTE:
             save_pretrained(session.model, folder, tokenizer=base.tokenizer, provenance=provenance)
-        return shutil.make_archive(str(folder), "zip", root_dir=session.workdir, base_dir=folder.name)
+        archive = shutil.make_archive(str(folder), "zip", root_dir=session.workdir, base_dir=folder.name)
+        shutil.rmtree(folder)  # the zip is what is served; the folder would double the disk used
+        return archive
 
     # ------------------------------------------------------------------ 6. look inside
     def attention(self, prompt, layer=0, head=0, session=None):

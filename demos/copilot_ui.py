@@ -127,7 +127,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
         try:
             current = app.session(current)
         except DemoError as err:
-            return f"**{err}**", current, gr.Slider(), gr.Slider(), gr.Number(), gr.Dropdown()
+            return f"**{views.plain(err)}**", current, gr.Slider(), gr.Slider(), gr.Number(), gr.Dropdown()
         config = current.base.model.config
         return (app.card(current), current, gr.Slider(maximum=config.n_layer - 1, value=0),
                 gr.Slider(maximum=config.n_head - 1, value=0), C.recommended_lr(config), current.base.source)
@@ -163,7 +163,7 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
         tokenizer = app.session(current).base.tokenizer
         clean, note = check_training_text(body, tokenizer)
         if note:
-            gr.Warning(note)
+            gr.Warning(views.plain(note))  # the toast renders HTML
         return OWN, clean, names.format_prompts(names.default_prompts(clean))
 
     # Not a button, but callable (undocumented) so that tests can send a file the way a browser does.

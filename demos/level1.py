@@ -7,6 +7,7 @@ weights) streams the loss curve and evaluates at the end. Each session trains it
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,9 +39,11 @@ class Level1Session:
         self.steps_trained = 0
         self.curve: list[tuple[int, float]] = []
         self.stop = threading.Event()
+        self.last_used = time.monotonic()  # see demos/sessions.py: idle sessions are released
 
     def close(self):
         self.stop.set()
+        self.model = None
 
 
 def results_frame(results) -> pd.DataFrame:
@@ -161,6 +164,7 @@ class Level1:
 
     def session(self, session) -> Level1Session:
         session = session if isinstance(session, Level1Session) else Level1Session()
+        session.last_used = time.monotonic()
         if session.model is None:
             start = FROM_CHECKPOINT if self.has_checkpoint() else FROM_SCRATCH
             session.model, session.origin = self.fresh_model(start)
@@ -194,6 +198,7 @@ class Level1:
         lr = as_float(lr, "Learning rate", *LR_RANGE, hint=" Try 0.01.")
         seed = as_int(seed, "Seed", 0, 2**31 - 1)
         session = session if isinstance(session, Level1Session) else Level1Session()
+        session.last_used = time.monotonic()
         model, origin = self.fresh_model(start, seed)
         tokenizer = self.tokenizer()
         x, y = task_batch(pairs, tokenizer)  # every pair in every step: there are only a dozen

@@ -47,7 +47,7 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
         try:
             return app.card(), app.session(current)
         except DemoError as err:
-            return f"{err}", current
+            return views.plain(err), current
 
     demo.load(friendly(on_open), [session], [card, session], api_visibility="private")
     evaluate.click(friendly(app.evaluate), [table, session], [results, accuracy, session], api_name="evaluate")

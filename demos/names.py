@@ -3,6 +3,7 @@ whether a model completes them: type the first 3 characters, does greedy decodin
 
 from __future__ import annotations
 
+import bisect
 import io
 import re
 import tokenize
@@ -11,8 +12,14 @@ from collections import Counter
 from .common import COMPUTE
 
 # def/class names and module-level UPPER_CASE constants: what a file defines for itself.
-DEFINED = re.compile(r"^\s*(?:def|class)\s+([A-Za-z_]\w{3,})|^([A-Z][A-Z0-9_]{3,})\s*=", re.M)
+# [ \t]*, not \s*: \s would run across blank lines from every line start (quadratic in them).
+DEFINED = re.compile(r"^[ \t]*(?:def|class)[ \t]+([A-Za-z_]\w{3,})|^([A-Z][A-Z0-9_]{3,})[ \t]*=", re.M)
+# A name used as itself: not an attribute (no "." before it), not the tail of another word.
+USE = re.compile(r"(?<![\w.])[A-Za-z_]\w*")
 TYPED = 3  # characters the student has typed before the model takes over
+
+# Every function here makes a fixed number of passes over the text (a regex scan, Python's
+# tokenizer) and then looks things up: the work is linear in the text, whatever it holds.
 
 
 def own_names(text: str) -> list[str]:
@@ -23,22 +30,28 @@ def own_names(text: str) -> list[str]:
     return [name for name, _ in sorted(uses.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
+def occurrences_of(text: str, names) -> dict[str, list[int]]:
+    """{name: start offsets of its uses as itself}, for all `names` in one scan."""
+    names, found = set(names), {}
+    for m in USE.finditer(text):
+        if m.group() in names:
+            found.setdefault(m.group(), []).append(m.start())
+    return found
+
+
 def occurrences(text: str, name: str) -> list[int]:
-    return [m.start() for m in re.finditer(rf"(?<![\w.]){re.escape(name)}(?!\w)", text)]
+    return occurrences_of(text, [name]).get(name, [])
 
 
 def completion_cases(text: str, limit: int = 24) -> list[tuple[str, str]]:
     """(text up to and including the first 3 characters of an own name, the rest of the name),
     for up to `limit` occurrences spread over the text (always the same ones for the same text)."""
-    cases = []
-    for name in own_names(text):
-        for start in occurrences(text, name):
-            cases.append((start, text[:start + TYPED], name[TYPED:]))
-    cases.sort()
+    cases = sorted((start, name) for name, starts in occurrences_of(text, own_names(text)).items()
+                   for start in starts)
     if len(cases) > limit:
         step = len(cases) / limit
         cases = [cases[int(i * step)] for i in range(limit)]
-    return [(prefix, rest) for _, prefix, rest in cases]
+    return [(text[:start + TYPED], name[TYPED:]) for start, name in cases]  # at most `limit` copies
 
 
 def names_completed(model, tokenizer, cases) -> int:
@@ -60,15 +73,16 @@ def default_prompts(text: str, count: int = 4) -> list[str]:
     strings and comments are skipped."""
     prompts = []
     in_string_or_comment = prose_test(text)
-    for name in own_names(text):
+    lines = Lines(text)
+    ranked = own_names(text)
+    found = occurrences_of(text, ranked)
+    for name in ranked:
         spots = []
-        for start in occurrences(text, name):
-            line_start = text.rfind("\n", 0, start) + 1
-            head = text[line_start:start]
-            if in_string_or_comment(start) if in_string_or_comment else any(m in head for m in "#\"'"):
+        for start in found.get(name, ()):
+            line = lines.number(start)
+            if in_string_or_comment(start) if in_string_or_comment else lines.marked_before(line, start):
                 continue
-            rank = 2 if head.strip() in ("def", "class") else 1 if not head.strip() else 0
-            spots.append((rank, start, line_start))
+            spots.append((lines.rank(line, start), start, lines.starts[line]))
         if not spots:
             continue
         _, start, line_start = min(spots)
@@ -78,6 +92,37 @@ def default_prompts(text: str, count: int = 4) -> list[str]:
         if len(prompts) == count:
             break
     return prompts
+
+
+class Lines:
+    """For each line of a text: where it starts, where its indentation ends, where the name after
+    a leading def/class starts, and where its first '#', '"' or "'" is. One pass over the text;
+    then each question about an offset is a binary search."""
+
+    def __init__(self, text: str):
+        self.starts, self.indent_ends, self.defined_at, self.first_marks = [], [], [], []
+        offset = 0
+        for line in text.split("\n"):
+            indent_end = offset + len(line) - len(line.lstrip())
+            keyword = re.match(r"(?:def|class)[ \t]+", line[indent_end - offset:indent_end - offset + 64])
+            marks = [i for i in (line.find("#"), line.find('"'), line.find("'")) if i >= 0]
+            self.starts.append(offset)
+            self.indent_ends.append(indent_end)
+            self.defined_at.append(indent_end + keyword.end() if keyword else None)
+            self.first_marks.append(offset + min(marks) if marks else None)
+            offset += len(line) + 1
+
+    def number(self, offset: int) -> int:
+        return bisect.bisect_right(self.starts, offset) - 1
+
+    def marked_before(self, line: int, offset: int) -> bool:
+        """A '#', '"' or "'" earlier on the line: the crude test for being in a string or comment."""
+        mark = self.first_marks[line]
+        return mark is not None and mark < offset
+
+    def rank(self, line: int, offset: int) -> int:
+        """0: inside an expression; 1: a statement starts with it; 2: the name a def/class defines."""
+        return 2 if offset == self.defined_at[line] else 1 if offset <= self.indent_ends[line] else 0
 
 
 def prose_test(text: str):
@@ -94,7 +139,12 @@ def prose_test(text: str):
                 spans.append((line_offsets[r0 - 1] + c0, line_offsets[r1 - 1] + c1))
     except (tokenize.TokenError, SyntaxError, IndentationError):
         return None
-    return lambda offset: any(a <= offset < b for a, b in spans)
+    starts = [a for a, _ in spans]  # tokens come in order and never overlap
+
+    def inside(offset: int) -> bool:
+        i = bisect.bisect_right(starts, offset) - 1
+        return i >= 0 and offset < spans[i][1]
+    return inside
 
 
 SEPARATOR = "\n---\n"

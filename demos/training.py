@@ -64,4 +64,5 @@ def train(model, next_batch, steps: int, lr: float, weight_decay: float = 0.0, m
             model.load_state_dict(before)
         raise
     finally:
+        model.zero_grad()  # the gradients are as large as the weights; the session keeps only those
         model.eval()

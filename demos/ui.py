@@ -7,6 +7,7 @@ import functools
 import inspect
 import logging
 import os
+from html import escape
 
 import gradio as gr
 
@@ -17,7 +18,7 @@ from .common import DemoError
 
 log = logging.getLogger("demos")
 EXPECTED = (DemoError, CheckpointError)
-SESSION_TTL = 2 * 3600  # seconds an idle session's models are kept (a lecture, with a break)
+SESSION_TTL = 2 * 3600  # gradio's own limit on a session's state; demos/sessions.py releases it sooner
 # Fine-tunes running at once; the rest wait in the queue, which shows them their place. Each
 # holds a model copy and Adam's moments (about 4x the weights), so this bounds memory too.
 FINETUNES = int(os.environ.get("TINYTORCH_DEMO_FINETUNES", "2"))
@@ -31,12 +32,15 @@ CSS = """
 
 
 def message(err: Exception) -> gr.Error:
+    """The page's error toast, which renders HTML: so the text is escaped (it may quote a
+    config.json from the Hub, or what the student typed)."""
     if isinstance(err, EXPECTED):
-        return gr.Error(str(err), duration=20, print_exception=False)
-    # A bug, not the student's input: the traceback goes to the server log, a short note to the page.
+        return gr.Error(escape(str(err)), duration=20, print_exception=False)
+    # A bug, not the student's input: the traceback goes to the server log, a short note to the
+    # page (the type only: an exception's text can hold this machine's paths).
     log.error("unexpected error in a demo handler", exc_info=err)
-    return gr.Error(f"Something went wrong ({type(err).__name__}: {str(err)[:200]}). The demo is still "
-                    "running; try again, or with other settings.", duration=20, print_exception=False)
+    return gr.Error(f"Something went wrong ({type(err).__name__}; the server log has the details). The demo "
+                    "is still running; try again, or with other settings.", duration=20, print_exception=False)
 
 
 def friendly(fn):

@@ -138,36 +138,50 @@ def corpus_words(corpus) -> str:
         return _short(corpus, 80)
     where = str(corpus.get("root", "")).rstrip("/").rsplit("/", 1)[-1]
     if "train_chars" in corpus:
-        files = f" from {corpus['train_files']:,} files" if "train_files" in corpus else ""
-        return f"{corpus['train_chars']:,} characters{files}" + (f" ({where})" if where else "")
+        try:
+            files = f" from {corpus['train_files']:,} files" if "train_files" in corpus else ""
+            return f"{corpus['train_chars']:,} characters{files}" + (f" ({_short(where, 40)})" if where else "")
+        except (ValueError, TypeError):  # not numbers: shown as they are, below
+            pass
     return _short(corpus, 80)
+
+
+# What HTML and Markdown act on, as numeric entities, in one pass: text from a checkpoint shows
+# as written, never as a tag, a link, an image or emphasis (html.escape alone stops only tags).
+PLAIN = str.maketrans({c: f"&#{ord(c)};" for c in "&<>\"'\\`*_[]()#!|~:"})
+
+
+def plain(value) -> str:
+    """Any value (text from a config.json, an error) for a Markdown or HTML page, shown as text."""
+    return str(value).translate(PLAIN)
 
 
 def model_card(label: str, config: dict, parameters: int, note: str = "") -> str:
     """Markdown: what was loaded, its shape, what it was trained on and the figures it reached
-    (whatever config.json's provenance records), the full record folded away."""
-    lines = [f"**{escape(label)}** · {parameters:,} parameters · {_count(config.get('n_layer'), 'layer')} · "
-             f"{_count(config.get('n_head'), 'head')} · n_embd {config.get('n_embd')} · "
-             f"context {config.get('n_positions')} characters · vocabulary {config.get('vocab_size')}"]
+    (whatever config.json's provenance records), the full record folded away. Everything taken
+    from config.json is escaped (plain): a checkpoint from the Hub is anyone's."""
+    lines = [f"**{plain(label)}** · {parameters:,} parameters · {plain(_count(config.get('n_layer'), 'layer'))} · "
+             f"{plain(_count(config.get('n_head'), 'head'))} · n_embd {plain(config.get('n_embd'))} · "
+             f"context {plain(config.get('n_positions'))} characters · vocabulary {plain(config.get('vocab_size'))}"]
     provenance = config.get("provenance") or {}
     if isinstance(provenance, dict) and provenance:
-        figures = [f"trained on {escape(corpus_words(provenance['corpus']))}"] if provenance.get("corpus") else []
+        figures = [f"trained on {plain(corpus_words(provenance['corpus']))}"] if provenance.get("corpus") else []
         headline = provenance
         try:  # the figures on every validation file, where recorded, instead of the training-time slice's
-            figures.append(FULL_VALIDATION.format(**provenance["full_validation"]))
+            figures.append(plain(FULL_VALIDATION.format(**provenance["full_validation"])))
             headline = {"steps": provenance.get("steps")}
         except (KeyError, ValueError, TypeError, AttributeError):
             pass
         for key, form in FIGURES.items():
             try:
-                figures.append(form.format(headline[key]))
+                figures.append(plain(form.format(headline[key])))
             except (KeyError, ValueError, TypeError):
                 pass
         if "tasks_right" in provenance and "tasks_total" in provenance:
-            figures.append(f"{provenance['tasks_right']}/{provenance['tasks_total']} pairs right")
+            figures.append(plain(f"{_short(provenance['tasks_right'])}/{_short(provenance['tasks_total'])} pairs right"))
         if figures:
             lines.append("\n" + " · ".join(figures))
-        rows = "".join(f"<tr><td><code>{escape(str(k))}</code></td><td>{escape(_short(v, 200))}</td></tr>"
+        rows = "".join(f"<tr><td><code>{plain(_short(k, 60))}</code></td><td>{plain(_short(v, 200))}</td></tr>"
                        for k, v in provenance.items())
         lines.append(f"\n<details><summary>Everything its config.json records about its training</summary>"
                      f"<table>{rows}</table></details>")

@@ -149,8 +149,9 @@ def test_every_file_comes_from_the_commit_config_json_came_from(hub_env, tmp_pat
     ("me/empty", None, r"^me/empty: has no config\.json"),
 ])
 def test_hub_errors_are_one_clear_sentence(hub_env, tmp_path, tokenizer, repo_id, revision, message):
-    hub_env.add_commit("me/tiny", checkpoint_files(tmp_path, tiny_gpt(), tokenizer))
-    hub_env.add_commit("me/config-only", {"config.json": b"{}"})
+    files = checkpoint_files(tmp_path, tiny_gpt(), tokenizer)
+    hub_env.add_commit("me/tiny", files)
+    hub_env.add_commit("me/config-only", {"config.json": files["config.json"]})  # a valid config, no weights
     hub_env.create_repo("me/empty")
     with pytest.raises(CheckpointError, match=message) as err:
         GPT.from_pretrained(repo_id, revision=revision)

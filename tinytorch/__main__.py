@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -157,6 +158,9 @@ def evaluate(args) -> None:
         metrics = text_metrics(model, tokenizer, texts, progress=bar.update)
     if metrics["characters"] == 0:
         raise ValueError("nothing to score: every file holds fewer than 2 characters")
+    if not all(math.isfinite(metrics[key]) for key in ("bits_per_char", "loss")):
+        raise ValueError(f"{args.checkpoint}: the model's scores are not finite numbers (NaN or infinite); "
+                         "its weights are damaged")
     unknown = sum(c not in tokenizer.stoi for text in texts for c in tokenizer.normalize(text))
     report = {
         "checkpoint": args.checkpoint,
@@ -167,7 +171,7 @@ def evaluate(args) -> None:
         "loss": metrics["loss"],  # nats per character
         "unknown_characters": unknown,  # outside the vocabulary: scored as <unk>
     }
-    print(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2, allow_nan=False))  # valid JSON: NaN is not
 
 
 def download(args) -> None:

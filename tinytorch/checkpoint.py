@@ -5,8 +5,11 @@
     README.md           a model card with the Hub's YAML header
 
 Only JSON and safetensors are ever read: a checkpoint from the Hub is untrusted, so nothing in it
-is unpickled or executed. Loading checks every tensor's name, shape and dtype against config.json
-(from the safetensors header alone) before it allocates a model. Saving writes a temporary
+is unpickled or executed. Loading checks the cheap things first and allocates last: config.json's
+size, depth and values (each size within SIZE_LIMITS, the parameter count it implies within a
+cap), then the weights file's size and header against that config, then every tensor's name,
+shape and dtype (from the safetensors header alone), and only then reads the weights, refusing
+any that are not finite. Saving writes a temporary
 sibling folder and renames it into place, so an interrupted save never leaves a half-written
 checkpoint where a good one stood.
 """
@@ -14,6 +17,7 @@ checkpoint where a good one stood.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shutil
@@ -42,6 +46,17 @@ FLOAT_DTYPES = {"F32", "F16", "F64"}
 # Older GPT-2 checkpoints store the causal mask as buffers; tinytorch builds the mask itself.
 MASK_BUFFERS = re.compile(r"^transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
 TIED_HEAD = "lm_head.weight"  # transformers may write the tied head; it must equal wte
+
+# What a config.json may ask for, checked before anything is allocated or downloaded. Far above
+# any model a numpy kit trains (the shipped copilot: 4 layers, n_embd 96, 0.47M parameters), far
+# below what would exhaust a machine just to build the model or the table of its tensors.
+SIZE_LIMITS = {
+    "vocab_size": 1_114_114,  # every Unicode character, plus <pad> and <unk>
+    "n_positions": 65_536, "n_embd": 16_384, "n_layer": 1_024, "n_head": 1_024,
+}
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32; callers that serve others pass a lower cap
+MAX_CONFIG_BYTES = 1_000_000  # the shipped ones are about 2 KB
+MAX_CONFIG_DEPTH = 32  # nesting of JSON objects and lists; provenance nests once per fine-tune
 
 
 class CheckpointError(ValueError):
@@ -88,35 +103,95 @@ def _dumps(values: dict) -> str:
     return json.dumps(values, indent=2, sort_keys=True) + "\n"
 
 
-def read_config(folder: Path) -> dict:
+def read_config(folder: Path, label: str | None = None) -> dict:
+    """config.json of `folder` as a dict, refused (CheckpointError) when it is too big, not JSON,
+    or nested deeper than MAX_CONFIG_DEPTH. label: how errors name the file (default its path)."""
     path = Path(folder) / CONFIG_NAME
+    label = label or path
     if not path.is_file():
-        raise CheckpointError(f"{path}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+        raise CheckpointError(f"{label}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    if (size := path.stat().st_size) > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{label}: {size:,} bytes; a checkpoint's {CONFIG_NAME} is at most "
+                              f"{MAX_CONFIG_BYTES:,}")
     try:
         values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from None
+    except (ValueError, UnicodeDecodeError) as err:  # ValueError: also an int of over 4300 digits
+        raise CheckpointError(f"{label}: not valid JSON ({err})") from None
+    except RecursionError:  # the parser recurses once per level of nesting
+        values = None
+    if values is None or json_depth(values) > MAX_CONFIG_DEPTH:
+        raise CheckpointError(f"{label}: nested more than {MAX_CONFIG_DEPTH} levels deep; a checkpoint's "
+                              f"{CONFIG_NAME} is a flat record")
     if not isinstance(values, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, got {type(values).__name__}")
+        raise CheckpointError(f"{label}: expected a JSON object, got {type(values).__name__}")
     return values
 
 
-def config_from_dict(values: dict, path) -> GPTConfig:
-    """The GPTConfig of a config.json's values; `path` names the file in errors."""
+def json_depth(value) -> int:
+    """Levels of nesting of parsed JSON (a number: 0, [1]: 1), counted without recursion."""
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_CONFIG_DEPTH:
+            break
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def parameter_count(config: GPTConfig) -> int:
+    """Parameters of a GPT of `config` (the head is tied to wte): arithmetic, nothing allocated."""
+    V, P, C, L = config.vocab_size, config.n_positions, config.n_embd, config.n_layer
+    per_block = 12 * C * C + 13 * C  # c_attn C*3C+3C, c_proj C*C+C, c_fc C*4C+4C, c_proj 4C*C+C, 2 LayerNorms 4C
+    return V * C + P * C + L * per_block + 2 * C
+
+
+def _number(value) -> str:
+    """An int for a message, however large (str() of a 5000-digit int raises)."""
+    return f"{value:,}" if abs(value) < 10**18 else "more than 10^18"
+
+
+def _shown(value) -> str:
+    """Any JSON value for a message, short."""
+    return _number(value) if isinstance(value, int) and not isinstance(value, bool) else f"{value!r:.40}"
+
+
+def config_from_dict(values: dict, path, max_parameters: int | None = MAX_PARAMETERS) -> GPTConfig:
+    """The GPTConfig of a config.json's values; `path` names the file in errors. Every size must be
+    within SIZE_LIMITS and the parameter count they imply within `max_parameters` (None: no cap):
+    all arithmetic, so a config asking for a billion layers costs nothing to refuse."""
     if values.get("model_type", "gpt2") != "gpt2":
-        raise CheckpointError(f"{path}: model_type {values['model_type']!r}, expected 'gpt2'")
+        raise CheckpointError(f"{path}: model_type {values['model_type']!r:.60}, expected 'gpt2'")
     missing = [key for key in REQUIRED_KEYS if key not in values]
     if missing:
         raise CheckpointError(f"{path}: missing {', '.join(missing)}")
     epsilon = values.get("layer_norm_epsilon", 1e-5)
-    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not epsilon > 0:
-        raise CheckpointError(f"{path}: layer_norm_epsilon must be a positive number, got {epsilon!r}")
-    if any(isinstance(values[key], bool) for key in REQUIRED_KEYS):  # JSON true is an int to Python
-        raise CheckpointError(f"{path}: {', '.join(REQUIRED_KEYS)} must be integers")
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < math.inf:
+        raise CheckpointError(f"{path}: layer_norm_epsilon must be a positive number, got {epsilon!r:.40}")
+    for key in REQUIRED_KEYS:
+        value, limit = values[key], SIZE_LIMITS[key]
+        if isinstance(value, bool) or not isinstance(value, int):  # JSON true is an int to Python
+            raise CheckpointError(f"{path}: {key} must be a whole number, got {value!r:.40}")
+        if not 1 <= value <= limit:
+            raise CheckpointError(f"{path}: {key} is {_number(value)}; tinytorch loads 1 to {limit:,} "
+                                  "(a bound no model of this kit comes near)")
     try:
-        return GPTConfig.from_dict(values)
+        config = GPTConfig.from_dict(values)
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: {err}") from None
+    if max_parameters is not None and (count := parameter_count(config)) > max_parameters:
+        raise CheckpointError(f"{path}: describes a model of {count:,} parameters; the limit here is "
+                              f"{max_parameters:,}")
+    return config
+
+
+def check_config(values: dict, path, max_parameters: int | None = MAX_PARAMETERS) -> GPTConfig:
+    """config_from_dict, and the tokenizer entry (when there is one) checked against vocab_size."""
+    config = config_from_dict(values, path, max_parameters)
+    if "tokenizer" in values:
+        tokenizer_from_values(values, path)
+    return config
 
 
 def load_config(folder: Path) -> GPTConfig:
@@ -321,9 +396,10 @@ def checkpoint_in(folder: Path) -> Path:
     return folder  # loading says what is missing
 
 
-def resolve(path_or_repo_id, revision: str | None = None) -> Path:
+def resolve(path_or_repo_id, revision: str | None = None, max_parameters: int | None = MAX_PARAMETERS) -> Path:
     """The local folder of a checkpoint: a folder that exists, a shipped checkpoint by name, or the
-    Hub download of a repo id ('user/model'). A path that names no folder fails at once."""
+    Hub download of a repo id ('user/model'; its config.json is checked, with `max_parameters`,
+    before the weights are fetched). A path that names no folder fails at once."""
     name = str(path_or_repo_id)
     local = Path(name).expanduser()
     if local.is_dir():
@@ -344,14 +420,37 @@ def resolve(path_or_repo_id, revision: str | None = None) -> Path:
             "a Hub repo id looks like 'user/model'")
     from .hub import download
 
-    return download(name, revision=revision)
+    return download(name, revision=revision, max_parameters=max_parameters)
 
 
 # ===================================================================== loading
-def read_tensor_index(path: Path) -> dict[str, tuple[str, tuple]]:
-    """name -> (safetensors dtype like "F32", shape), from the file's header alone."""
+def max_weights_bytes(config: GPTConfig) -> int:
+    """The largest model.safetensors a checkpoint of `config` can need: every tensor in float64,
+    the tied head written out, the causal-mask buffers older GPT-2 files carry, and a header."""
+    V, P, C, L = config.vocab_size, config.n_positions, config.n_embd, config.n_layer
+    return max_header_bytes(config) + 8 * (parameter_count(config) + V * C + L * (P * P + 1))
+
+
+def max_header_bytes(config: GPTConfig) -> int:
+    """A generous bound on a safetensors header for `config`: ~100 bytes of JSON per tensor."""
+    return 65_536 + 256 * (5 + 14 * config.n_layer)
+
+
+def read_tensor_index(path: Path, config: GPTConfig | None = None) -> dict[str, tuple[str, tuple]]:
+    """name -> (safetensors dtype like "F32", shape), from the file's header alone. With `config`,
+    the file's size and its header's size are checked against it first (two integers read)."""
     if not path.is_file():
         raise CheckpointError(f"{path}: missing; a checkpoint folder holds {CONFIG_NAME} and {WEIGHTS_NAME}")
+    if config is not None:
+        size, limit = path.stat().st_size, max_weights_bytes(config)
+        with open(path, "rb") as handle:
+            header = int.from_bytes(handle.read(8), "little")  # safetensors: u64 header length, then JSON
+        if size > limit:
+            raise CheckpointError(f"{path}: {size:,} bytes, more than the {limit:,} that config.json's model "
+                                  f"({parameter_count(config):,} parameters) can need")
+        if header > max_header_bytes(config):
+            raise CheckpointError(f"{path}: truncated or corrupt safetensors file (a header of {_number(header)} "
+                                  f"bytes, more than a model of {config.n_layer} layers needs)")
     from safetensors import SafetensorError, safe_open
 
     try:
@@ -407,7 +506,7 @@ def load_weights(folder, config: GPTConfig | None = None) -> dict:
     folder = Path(folder)
     config = config or load_config(folder)
     path = folder / WEIGHTS_NAME
-    index = read_tensor_index(path)
+    index = read_tensor_index(path, config)
     check_tensors(path, index, config)
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -419,13 +518,21 @@ def load_weights(folder, config: GPTConfig | None = None) -> dict:
     head = weights.pop(TIED_HEAD, None)
     if head is not None and not np.array_equal(head, weights["transformer.wte.weight"]):
         raise CheckpointError(f"{path}: {TIED_HEAD} differs from transformer.wte.weight; tinytorch ties the two")
+    for name, value in weights.items():
+        if not MASK_BUFFERS.match(name) and not np.isfinite(value).all():
+            bad = value.size - int(np.isfinite(value).sum())
+            raise CheckpointError(f"{path}: tensor {name} holds {bad:,} NaN or infinite value(s) of {value.size:,}; "
+                                  "the checkpoint is damaged (saved after training diverged?)")
     return {name: value.astype(np.float32, copy=False) for name, value in weights.items()
             if not MASK_BUFFERS.match(name)}
 
 
 def tokenizer_from_folder(folder: Path) -> CharTokenizer:
-    values = read_config(folder)
-    path = Path(folder) / CONFIG_NAME
+    return tokenizer_from_values(read_config(folder), Path(folder) / CONFIG_NAME)
+
+
+def tokenizer_from_values(values: dict, path) -> CharTokenizer:
+    """The tokenizer of a config.json's values, checked against its vocab_size; `path` names the file."""
     if "tokenizer" not in values:
         raise CheckpointError(f"{path}: holds no 'tokenizer' entry; this checkpoint has no character vocabulary")
     try:
@@ -434,24 +541,37 @@ def tokenizer_from_folder(folder: Path) -> CharTokenizer:
         raise CheckpointError(f"{path}: bad 'tokenizer' entry ({err})") from None
     if "vocab_size" in values and tokenizer.vocab_size != values["vocab_size"]:
         raise CheckpointError(
-            f"{path}: the tokenizer has {tokenizer.vocab_size} ids but vocab_size is {values['vocab_size']}")
+            f"{path}: the tokenizer has {tokenizer.vocab_size} ids but vocab_size is {_shown(values['vocab_size'])}")
     return tokenizer
 
 
-def load_model(path_or_repo_id, revision: str | None = None) -> GPT:
-    """Validate a checkpoint folder (config, tokenizer, every tensor's name, shape and dtype), then build it."""
-    folder = resolve(path_or_repo_id, revision)
-    values = read_config(folder)
-    config = config_from_dict(values, folder / CONFIG_NAME)
-    if "tokenizer" in values:
-        tokenizer_from_folder(folder)  # checks its size against vocab_size
+def load_model(path_or_repo_id, revision: str | None = None, max_parameters: int | None = MAX_PARAMETERS) -> GPT:
+    """Validate a checkpoint folder (config and its bounds, tokenizer, every tensor's name, shape,
+    dtype and finiteness), then build it. max_parameters: refuse bigger models (None: no cap)."""
+    folder = resolve(path_or_repo_id, revision, max_parameters)
+    config = check_config(read_config(folder), folder / CONFIG_NAME, max_parameters)
     weights = load_weights(folder, config)
     model = GPT(config)
     try:
         model.load_state_dict(weights)
     except ValueError as err:  # check_tensors has seen to this already; kept as a second guard
         raise CheckpointError(f"{folder / WEIGHTS_NAME}: {err}") from None
+    check_outputs_finite(model, folder / WEIGHTS_NAME)
     return model.eval()
+
+
+def check_outputs_finite(model: GPT, path) -> None:
+    """One forward pass over a few tokens: finite weights can still be so large that the logits
+    overflow, and then generation writes nothing and evaluation reports NaN."""
+    from .tensor import no_grad
+
+    T = min(8, model.config.n_positions)
+    ids = np.arange(T).reshape(1, T) % model.config.vocab_size  # (1, T)
+    with no_grad():
+        logits = model.eval()(ids).data  # (1, T, V)
+    if not np.isfinite(logits).all():
+        raise CheckpointError(f"{path}: the weights are finite but so large that the model's outputs overflow "
+                              "(NaN or infinite logits); the checkpoint is damaged")
 
 
 def load_tokenizer(path_or_repo_id, revision: str | None = None) -> CharTokenizer:

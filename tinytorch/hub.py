@@ -18,7 +18,8 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .checkpoint import (CARD_NAME, CONFIG_NAME, SHIPPED, WEIGHTS_NAME, CheckpointError, check_replaceable,
+from .checkpoint import (CARD_NAME, CONFIG_NAME, MAX_CONFIG_BYTES, MAX_PARAMETERS, SHIPPED, WEIGHTS_NAME,
+                         CheckpointError, check_config, check_replaceable, max_weights_bytes, read_config,
                          replace_folder)
 
 # Training state never belongs on the Hub; hidden files are editor or tool leftovers.
@@ -81,32 +82,54 @@ def unreachable_error(where: str, endpoint: str) -> CheckpointError:
 
 
 def download(repo_id: str, revision: str | None = None, to=None, *, endpoint: str | None = None,
-             cache_dir=None, token: str | None = None) -> Path:
+             cache_dir=None, token: str | None = None, max_parameters: int | None = MAX_PARAMETERS) -> Path:
     """Fetch config.json, model.safetensors and (if the repo has one) README.md of `repo_id`.
 
+    config.json comes first and is checked (its size, its values, the parameter count against
+    `max_parameters`; None: no cap) before the weights are fetched, and so is the weights file's
+    size: a repo that is not a tinytorch checkpoint, or is too big, costs one small download.
     Files land in the standard Hub cache (or `cache_dir`) and are served from it offline. All of
     them come from one commit: the one config.json was found at. Returns the snapshot folder, or
-    `to` when given (a copy of the snapshot, replaced atomically).
+    `to` when given (a copy of the snapshot, replaced atomically). Errors name the repo's files
+    (`user/model/config.json`), not the cache.
     """
     if to is not None:
         check_replaceable(to)  # before the download, not after it
     hf = _client()
     endpoint = hub_endpoint(endpoint)
     # No network: the cache serves at once, or the error says so at once (instead of half a minute of retries).
-    cache_only = is_offline() or not reachable(endpoint)
-    options = dict(endpoint=endpoint, cache_dir=cache_dir, token=token, local_files_only=cache_only)
+    offline = is_offline() or not reachable(endpoint)
+    options = dict(endpoint=endpoint, cache_dir=cache_dir, token=token, local_files_only=offline)
 
-    def fetch(filename: str, rev: str | None) -> Path:
+    def fetch(filename: str, rev: str | None, limit: int) -> Path:
+        """The file, refused before a byte of it arrives when the Hub says it is over `limit` bytes."""
+        cache_only = offline
         try:
-            return Path(hf.hf_hub_download(repo_id, filename, revision=rev, **options))
+            if not offline:
+                url = hf.hf_hub_url(repo_id, filename, revision=rev, endpoint=endpoint)
+                try:
+                    size = hf.get_hf_file_metadata(url, token=token).size  # one HEAD request
+                except hf.errors.HfHubHTTPError:
+                    raise  # no such repo, revision or file: said below
+                except Exception:  # noqa: BLE001 - the Hub is unreachable: the cache may still serve
+                    size, cache_only = None, True
+                if size is not None and size > limit:
+                    raise CheckpointError(f"{repo_id}/{filename}: {size:,} bytes, more than the {limit:,} a "
+                                          "tinytorch checkpoint of this size can need; not downloaded")
+            return Path(hf.hf_hub_download(repo_id, filename, revision=rev, **{**options,
+                                                                                "local_files_only": cache_only}))
+        except CheckpointError:
+            raise
         except Exception as err:
             raise explain(err, repo_id, revision, endpoint, filename) from None
 
-    config = fetch(CONFIG_NAME, revision)
+    config = fetch(CONFIG_NAME, revision, MAX_CONFIG_BYTES)
     commit = config.parent.name  # the cache keeps files under snapshots/<commit sha>/
-    fetch(WEIGHTS_NAME, commit)
+    label = f"{repo_id}/{CONFIG_NAME}"
+    model_config = check_config(read_config(config.parent, label), label, max_parameters)
+    fetch(WEIGHTS_NAME, commit, max_weights_bytes(model_config))
     try:
-        fetch(CARD_NAME, commit)
+        fetch(CARD_NAME, commit, MAX_CONFIG_BYTES)
     except CheckpointError:
         pass  # a model card is welcome, not required
     snapshot = config.parent

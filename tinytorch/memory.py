@@ -103,6 +103,17 @@ def tune_malloc_on_first_use() -> None:
         tune_malloc()
 
 
+def release_free_memory() -> bool:
+    """Hand malloc's free memory back to the OS now (glibc's malloc_trim), e.g. after a server
+    dropped a departed user's model: with tune_malloc's thresholds it would otherwise stay in
+    the heap, counted in the process's RSS. Returns False where there is no glibc."""
+    libc = _libc()
+    if libc is None:
+        return False
+    libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    return bool(libc.malloc_trim(0))
+
+
 def malloc_settings() -> dict | None:
     """The thresholds tune_malloc set in this process, or None if it has not (or could not)."""
     return _tuned

@@ -12,6 +12,17 @@ UNK_CHAR = "\ufffd"  # how an unknown id decodes: one character, so text and ids
 
 # Printable ASCII and newline: what Python source is made of once tabs become spaces.
 PYTHON_ALPHABET = "\n" + "".join(c for c in string.printable if c.isprintable())
+# Spaces per tab. Bounded because normalize() expands every tab before any length limit can
+# see the text: a tab_size from a downloaded config.json must not turn a prompt of 300 tabs
+# into gigabytes. Editors use 2, 4 or 8; no kit model needs more than 16.
+MAX_TAB_SIZE = 16
+
+
+def check_tab_size(value) -> int:
+    """`value` as a tab size (a whole number from 1 to MAX_TAB_SIZE), or ValueError saying so."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TAB_SIZE:
+        raise ValueError(f"tab_size must be a whole number from 1 to {MAX_TAB_SIZE}, got {value!r:.40}")
+    return value
 
 
 class CharTokenizer:
@@ -27,7 +38,7 @@ class CharTokenizer:
         if not chars:
             raise ValueError("a tokenizer needs at least one character")
         self.chars = chars
-        self.tab_size = tab_size
+        self.tab_size = check_tab_size(tab_size)
         self.itos = [PAD, UNK] + chars
         self.stoi = {c: i for i, c in enumerate(chars, start=2)}
 
@@ -54,6 +65,7 @@ class CharTokenizer:
         return UNK_ID
 
     def normalize(self, text: str) -> str:
+        """The text the model sees: at most tab_size times as long as `text`."""
         return text.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " " * self.tab_size)
 
     def unknown_chars(self, text: str) -> list[str]:
@@ -90,7 +102,7 @@ class CharTokenizer:
     def from_dict(cls, values: dict) -> "CharTokenizer":
         if values.get("type", "char") != "char" or not isinstance(values.get("chars"), str):
             raise ValueError("not a character tokenizer: expected {'type': 'char', 'chars': '...'}")
-        return cls(values["chars"], tab_size=int(values.get("tab_size", 4)))
+        return cls(values["chars"], tab_size=values.get("tab_size", 4))
 
     def save(self, path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
