@@ -170,7 +170,7 @@ def main():
                 torch_cells = "- | - | -"
             gflops = step_flops(config, batch) / (ours_ms / 1000) / 1e9
             print(f"| {label} | {harness.describe(config)} | {batch} | {ours_ms:.2f} | {plain_ms:.2f} | "
-                  f"{torch_cells} | {plain_ms / ours_ms:.2f} | {gflops:.0f} | {sgemm:.0f} | "
+                  f"{torch_cells} | {plain_ms / ours_ms:.2f} | {gflops:.3g} | {sgemm:.3g} | "
                   f"{gflops / sgemm:.0%} |", flush=True)
 
 
