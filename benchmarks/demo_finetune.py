@@ -41,7 +41,12 @@ def main() -> None:
     parser.add_argument("--default-malloc", action="store_true",
                         help="skip demos.configure_process (glibc's own malloc thresholds): what tune_malloc saves")
     args = parser.parse_args()
-    if not args.default_malloc:
+    if args.default_malloc:  # glibc's thresholds, nor tuned at the first backward (tinytorch.memory)
+        from tinytorch import parallel
+
+        os.environ["TINYTORCH_TUNE_MALLOC"] = "0"
+        parallel.set_threads(1)  # as configure_process sets it
+    else:
         demos.configure_process()
     folders = args.checkpoints or [str(shipped(n)) for n in ("copilot-tiny", "copilot") if shipped(n).is_dir()]
     if not folders:

@@ -38,10 +38,11 @@ STEP_TARGETS = {("level1", 16): 0.5, ("copilot-tiny", 16): 1.0, ("copilot-tiny",
 def add_common_args(parser, default_threads: int | None = None) -> None:
     parser.add_argument("--threads", type=int, default=default_threads or min(2, os.cpu_count() or 1),
                         help="threads for each framework (default: min(2, cores))")
-    parser.add_argument("--threading", choices=["tinytorch", "blas"], default="tinytorch",
+    parser.add_argument("--threading", choices=["tinytorch", "blas", "default"], default="tinytorch",
                         help="how tinytorch uses them: 'tinytorch' (default) splits a training step's "
                              "batch over them with numpy's BLAS on 1 thread (tinytorch.memory.set_num_threads); "
-                             "'blas' leaves them to numpy's BLAS and runs each step in one piece")
+                             "'blas' leaves them to numpy's BLAS and runs each step in one piece; "
+                             "'default' sets nothing: tinytorch's own defaults, as a student's script gets them")
     parser.add_argument("--copilot-embd", type=int, nargs="*", default=[COPILOT_EMBD],
                         help=f"n_embd of the 'copilot' shape, one row each (default: {COPILOT_EMBD}, "
                              "the shipped model's)")
@@ -52,6 +53,8 @@ def add_common_args(parser, default_threads: int | None = None) -> None:
 def setup_threads(threads: int, threading: str = "tinytorch") -> None:
     """Set numpy's BLAS threads (environment variables, read when numpy loads it) and tinytorch's
     (TINYTORCH_NUM_THREADS, read when tinytorch.parallel loads): see --threading."""
+    if threading == "default":  # nothing set: what `import tinytorch` alone gives
+        return
     blas, own = (1, threads) if threading == "tinytorch" else (threads, 1)
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[name] = str(blas)
@@ -64,9 +67,13 @@ def start(args, compare_torch: bool = True, malloc: str = "") -> object:
     """What every benchmark does first, in this order: thread settings (before numpy loads),
     PyTorch if it is compared and installed, glibc's allocator (unless `malloc` already says how it
     is set), and the machine line. Returns the torch module or None."""
-    setup_threads(args.threads, args.threading)
+    setup_threads(args.threads, getattr(args, "threading", "tinytorch"))
+    if args.no_tune_malloc:
+        os.environ["TINYTORCH_TUNE_MALLOC"] = "0"  # nor at the first backward (tinytorch.memory)
     compare_torch = compare_torch and not getattr(args, "no_torch", False)
     torch = torch_or_none(args.threads) if compare_torch else None
+    if not malloc and getattr(args, "threading", "") == "default" and not args.no_tune_malloc:
+        malloc = "malloc: tinytorch's default (tuned at the first backward)"
     print(machine(args.threads, torch, malloc or tune_malloc(args.no_tune_malloc), compare_torch))
     return torch
 

@@ -3,7 +3,7 @@
 training step vs PyTorch, generation with and without the KV cache, the demo fine-tune, memory
 over a pretraining run, import time.
 
-    python benchmarks/run_all.py [--quick] [--threads 2] [--threading tinytorch|blas] [--copilot-embd 96]
+    python benchmarks/run_all.py [--quick] [--threads 2] [--threading tinytorch|blas|default] [--copilot-embd 96]
 
 --quick: fewer repeats and 200 memory steps instead of 2,000 (a smoke run, not the figures).
 """
@@ -21,7 +21,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--threading", choices=["tinytorch", "blas"], default=None)
+    parser.add_argument("--threading", choices=["tinytorch", "blas", "default"], default=None)
     parser.add_argument("--copilot-embd", nargs="*", default=None)
     parser.add_argument("--skip", nargs="*", default=[], choices=["step_time", "generation", "finetune", "memory",
                                                                   "import_time"])

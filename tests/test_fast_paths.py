@@ -127,6 +127,16 @@ def test_gelu_saturates_without_overflow_warnings():
     np.testing.assert_array_equal(t.grad, [0.0, 0.0, 0.0, 0.5, 1.0, 1.0])
 
 
+@pytest.mark.parametrize("block", [5, 12, 1 << 16])  # rows of 5 elements: a row, 2 rows, all rows
+def test_gelu_in_row_blocks_equals_the_formula_and_finite_differences(block, monkeypatch, rng):
+    monkeypatch.setattr(fn, "_BLOCK_ELEMENTS", block)
+    x = rng.standard_normal((3, 7, 5)) * 3  # 21 rows of 5: the last block is short
+    assert len(fn._row_blocks(21, 5)) == {5: 21, 12: 11, 1 << 16: 1}[block]
+    expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
+    np.testing.assert_allclose(F.gelu(Tensor(x)).data, expected, rtol=1e-12, atol=1e-12)
+    gradcheck(F.gelu, x)
+
+
 # ----------------------------------------------------------------------------- flat gradients
 def loss_of(model, data):
     return F.cross_entropy(model(data[:, :-1]), data[:, 1:])

@@ -21,9 +21,14 @@ def threads(monkeypatch):
 
 
 def serial_loss_and_grads(model, x, y):
-    model.zero_grad()
-    loss = F.cross_entropy(model(x), y)
-    loss.backward()
+    before = parallel.get_threads()
+    parallel.set_threads(1)
+    try:
+        model.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+    finally:
+        parallel.set_threads(before)
     return loss.item(), {name: p.grad.copy() for name, p in model.named_parameters()}
 
 
@@ -121,3 +126,77 @@ def test_num_threads_restores_both_counts():
         assert parallel.get_threads() == before + 1
         assert memory.blas_threads() in (1, None)
     assert parallel.get_threads() == before and memory.blas_threads() == before_blas
+
+
+def test_the_plain_loop_shards_by_itself_and_gives_the_serial_gradients(threads, rng):
+    model = tiny_gpt(np.float64)
+    data = rng.integers(0, 11, (7, 9))
+    x, y = data[:, :-1], data[:, 1:]
+    serial_loss, serial = serial_loss_and_grads(model, x, y)
+    model.zero_grad()
+    logits = model(x)
+    assert isinstance(logits._ctx, parallel.ShardedForward) and logits.shape == (7, 8, 11)
+    loss = F.cross_entropy(logits.reshape(-1, 11), y.reshape(-1))  # the README's tour loop
+    loss.backward()
+    assert loss.item() == pytest.approx(serial_loss, rel=1e-13)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, serial[name], rtol=1e-11, atol=1e-15, err_msg=name)
+
+
+def test_evaluation_and_generation_stay_on_the_callers_thread(threads, rng):
+    from tinytorch.tensor import no_grad
+
+    model = tiny_gpt()
+    x = rng.integers(0, 11, (6, 8))
+    with no_grad():
+        assert model(x)._ctx is None  # nothing recorded, nothing sharded
+    for p in model.parameters():
+        p.requires_grad = False
+    assert model(x)._ctx is None
+
+
+def test_defaults_threads_malloc_and_blas_at_first_use(tmp_path):
+    """A fresh process with no settings: min(2, cores) threads; the first backward tunes malloc;
+    the first sharded step puts numpy's OpenBLAS on one thread. TINYTORCH_TUNE_MALLOC=0 and
+    TINYTORCH_NUM_THREADS=1 turn them off."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, os, numpy as np\n"
+        "from tinytorch import memory, parallel\n"
+        "from tinytorch.nn import GPT, GPTConfig, functional as F\n"
+        "parallel.MIN_SHARD_ACTIVATIONS = 1\n"
+        "out = {'threads': parallel.get_threads(), 'malloc_before': memory.malloc_settings()}\n"
+        "model = GPT(GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2))\n"
+        "x = np.arange(32).reshape(4, 8) % 11\n"
+        "F.cross_entropy(model(x).reshape(-1, 11), x.reshape(-1)).backward()\n"
+        "out['malloc_after'] = memory.malloc_settings()\n"
+        "out['blas'] = memory.blas_threads()\n"
+        "print(json.dumps(out))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "TINYTORCH_NUM_THREADS", "TINYTORCH_TUNE_MALLOC")}
+
+    def run(**env):
+        done = subprocess.run([sys.executable, "-c", script], cwd=root, env={**base, **env},
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    default = run()
+    assert default["threads"] == min(2, os.cpu_count() or 1)
+    assert default["malloc_before"] is None
+    assert default["malloc_after"] == {"mmap_threshold": memory.DEFAULT_MMAP_THRESHOLD,
+                                       "trim_threshold": memory.DEFAULT_TRIM_THRESHOLD}
+    if default["threads"] > 1 and default["blas"] is not None:
+        assert default["blas"] == 1
+    off = run(TINYTORCH_TUNE_MALLOC="0", TINYTORCH_NUM_THREADS="1")
+    assert off["threads"] == 1 and off["malloc_after"] is None
+    bad = subprocess.run([sys.executable, "-c", "import tinytorch.parallel"], cwd=root,
+                         env={**base, "TINYTORCH_NUM_THREADS": "two"}, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0
+    assert "TINYTORCH_NUM_THREADS must be a whole number of threads (1 turns sharding off), got 'two'" in bad.stderr

@@ -330,9 +330,24 @@ def normalize(x2d: np.ndarray, eps: float):
     return xhat, rstd
 
 
-def gelu_gate(x: np.ndarray) -> np.ndarray:
-    """sigmoid(2u), u = c (x + 0.044715 x^3): GPT-2's GELU is x * gelu_gate(x) (see GELU)."""
-    s = x * x
+# Elementwise chains (GELU, LayerNorm's backward) run over blocks of about this many elements:
+# each step of a chain is one pass over its arrays, and a block's arrays stay in the core's L2
+# cache between passes instead of travelling to and from L3 or memory every time. Measured on the
+# copilot's GELU, (2048, 384): forward and backward 3.9 ms in whole arrays, 2.6 ms in blocks.
+# Much smaller blocks pay numpy's ~1 us per call too often.
+_BLOCK_ELEMENTS = 1 << 16
+
+
+def _row_blocks(rows: int, width: int) -> list:
+    """Slices of `rows` rows, about _BLOCK_ELEMENTS elements each (at least one row)."""
+    step = max(1, _BLOCK_ELEMENTS // max(width, 1))
+    return [slice(i, i + step) for i in range(0, rows, step)]
+
+
+def gelu_gate(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """sigmoid(2u), u = c (x + 0.044715 x^3): GPT-2's GELU is x * gelu_gate(x) (see GELU).
+    Into `out` (x's shape) when given, else a fresh array."""
+    s = np.multiply(x, x, out=out)
     s *= _GELU_B
     s += _GELU_A
     s *= x  # -2u
@@ -421,24 +436,34 @@ class GELU(Function):
 
     @staticmethod
     def forward(ctx, x):
-        s = gelu_gate(x)
-        ctx.save_for_backward(x, s)
-        return x * s
+        x2d = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)  # (N, W)
+        s, y = np.empty_like(x2d), np.empty_like(x2d)
+        for rows in _row_blocks(*x2d.shape):  # the chain in cache-sized blocks
+            np.multiply(x2d[rows], gelu_gate(x2d[rows], out=s[rows]), out=y[rows])
+        ctx.save_for_backward(x2d, s)
+        return y.reshape(x.shape)
 
     @staticmethod
     def backward(ctx, grad):
-        x, s = ctx.saved
-        # d/dx [x s(2u)] = s + x s (1 - s) d(2u)/dx = s (1 + (1 - s) x d(2u)/dx),
-        # with x d(2u)/dx = x (2c + 6c 0.044715 x^2) = x (-_GELU_A - 3 _GELU_B x^2)
-        t = x * x
-        t *= -3.0 * _GELU_B
-        t -= _GELU_A
-        t *= x
-        t *= 1.0 - s
-        t += 1.0
-        t *= s
-        t *= grad
-        return t
+        x2d, s = ctx.saved  # (N, W)
+        grad2d = grad.reshape(x2d.shape)
+        out = np.empty_like(x2d)
+        blocks = _row_blocks(*x2d.shape)
+        scratch = np.empty_like(x2d[blocks[0]])
+        for rows in blocks:
+            # d/dx [x s(2u)] = s + x s (1 - s) d(2u)/dx = s (1 + (1 - s) x d(2u)/dx),
+            # with x d(2u)/dx = x (2c + 6c 0.044715 x^2) = x (-_GELU_A - 3 _GELU_B x^2)
+            x, sb, t = x2d[rows], s[rows], out[rows]
+            one_minus_s = np.subtract(1.0, sb, out=scratch[:len(x)])
+            np.multiply(x, x, out=t)
+            t *= -3.0 * _GELU_B
+            t -= _GELU_A
+            t *= x
+            t *= one_minus_s
+            t += 1.0
+            t *= sb
+            t *= grad2d[rows]
+        return out.reshape(grad.shape)
 
 
 def _one_hot_product(ids: np.ndarray, grad2d: np.ndarray, num_rows: int) -> np.ndarray:

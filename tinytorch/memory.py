@@ -10,6 +10,9 @@ the freed blocks in malloc's heap, where the next step finds them already mapped
 bounded: a step frees what the previous step freed, so the heap settles at about one step's
 working set.
 
+The first backward() of a process does this by itself (tune_malloc_on_first_use); to keep
+glibc's defaults, set TINYTORCH_TUNE_MALLOC=0. By hand, with other thresholds:
+
     import tinytorch.memory
     tinytorch.memory.tune_malloc()   # once, where training (or a benchmark) starts
 
@@ -20,9 +23,10 @@ Threads. OpenBLAS splits every matrix product above a small size across all core
 threads spin while they wait for each other. On a busy machine (a pretraining run in the
 background, two demo sessions) a thread that the OS does not schedule stalls every product:
 measured on a 2-core machine with a pretraining run alongside, a copilot training step took 10x
-longer with 2 BLAS threads than with 1, and generation 20x. tinytorch can instead split a
-training step's batch into shards that run in n threads of their own (tinytorch.parallel), with
-numpy's BLAS on one thread in each:
+longer with 2 BLAS threads than with 1, and generation 20x. So tinytorch splits a training
+step's batch into shards that run in threads of its own (tinytorch.parallel; min(2, cores) by
+default), with numpy's BLAS on one thread in each (set at the first training forward unless
+OPENBLAS_NUM_THREADS says otherwise):
 
     tinytorch.memory.set_num_threads(2)   # training steps on 2 threads, numpy's BLAS on 1
     tinytorch.memory.set_num_threads(1)   # everything on one core: a shared machine
@@ -80,6 +84,23 @@ def tune_malloc(mmap_threshold: int = DEFAULT_MMAP_THRESHOLD,
     if ok:
         _tuned = {"mmap_threshold": int(mmap_threshold), "trim_threshold": int(trim_threshold)}
     return ok
+
+
+_first_use_done = False
+
+
+def tune_malloc_on_first_use() -> None:
+    """tune_malloc() with its defaults, once per process, unless it was called already or the
+    environment says TINYTORCH_TUNE_MALLOC=0. Tensor.backward calls this: training is where the
+    temporaries come back every step, so the plain training loop is fast with no settings."""
+    global _first_use_done
+    if _first_use_done:
+        return
+    _first_use_done = True
+    import os
+
+    if _tuned is None and os.environ.get("TINYTORCH_TUNE_MALLOC", "1").strip().lower() not in ("0", "false", "no", "off"):
+        tune_malloc()
 
 
 def release_free_memory() -> bool:
@@ -162,7 +183,7 @@ def set_num_threads(n: int) -> bool:
     threads would compete with them. Returns whether numpy's BLAS could be set (see
     set_blas_threads); tinytorch's own thread count is set either way. Call it at the start of a
     script, not while other threads are inside numpy. The environment variable
-    TINYTORCH_NUM_THREADS sets tinytorch's count at import (default 1)."""
+    TINYTORCH_NUM_THREADS sets tinytorch's count at import (default min(2, cores))."""
     from . import parallel
 
     parallel.set_threads(n)

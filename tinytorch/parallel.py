@@ -8,16 +8,25 @@ at the same time; only the Python between numpy calls takes turns. Each shard's 
 its gradients apart (tensor.collect_grads), and they are added up at the end in shard order, so
 the result does not depend on which thread finished first.
 
+A GPT does this by itself when it trains: `model(x)` with gradients on runs its shards as one
+node of the caller's graph (ShardedForward), and `loss.backward()` runs their backwards on the
+same threads. So the loop a student writes,
+
+    loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
+    loss.backward()
+
+is as fast as tinytorch.training.train_step, with no settings.
+
 Measured on a 2-core machine, forward and backward of the copilot (C96 L4 T128) at batch 16:
 125 ms on one thread, 72 ms in two shards (1.74x). Splitting every fused op into row chunks
 instead, the way BLAS does, gave 1.3x: a step has hundreds of ops, each paid a hand-over, and
 the small ones (attention's per-block work) got slower.
 
-    import tinytorch.memory
-    tinytorch.memory.set_num_threads(2)   # train_step shards its batch over 2 threads
-
-Off by default (1 thread): on a machine shared with other work, or serving several demo
-sessions, one core each is the better plan. TINYTORCH_NUM_THREADS sets it at import.
+Threads: min(2, cores) by default. TINYTORCH_NUM_THREADS sets the count at import (1 turns
+sharding off), tinytorch.memory.set_num_threads(n) at run time. The first training forward then
+also sets numpy's OpenBLAS to one thread, whose own spinning threads would compete with the shards, unless
+OPENBLAS_NUM_THREADS says otherwise (see tinytorch.memory). On a machine shared with other work,
+or serving several demo sessions, one thread each is the better plan: set 1.
 """
 
 from __future__ import annotations
@@ -30,9 +39,23 @@ import numpy as np
 
 from .nn import functional as F
 from .nn.layers import Dropout
-from .tensor import accumulate_grad, collect_grads
+from .tensor import Function, collect_grads, is_grad_enabled
 
-_threads = max(1, int(os.environ.get("TINYTORCH_NUM_THREADS", "1")))
+DEFAULT_THREADS = min(2, os.cpu_count() or 1)
+
+
+def _threads_from_environment() -> int:
+    value = os.environ.get("TINYTORCH_NUM_THREADS", "").strip()
+    if not value:
+        return DEFAULT_THREADS
+    try:
+        return max(1, int(value))
+    except ValueError:
+        raise ValueError(f"TINYTORCH_NUM_THREADS must be a whole number of threads (1 turns sharding "
+                         f"off), got {value!r}") from None
+
+
+_threads = _threads_from_environment()
 # The smallest shard worth a thread, in activations: positions x n_embd, the size of each (N, C)
 # array its ops work on. Each op of a shard costs a fixed overhead in Python, paid by the two
 # threads in turns (they share the GIL), plus work in proportion to this size, done at the same
@@ -41,10 +64,11 @@ _threads = max(1, int(os.environ.get("TINYTORCH_NUM_THREADS", "1")))
 MIN_SHARD_ACTIVATIONS = 20_000
 _pool: ThreadPoolExecutor | None = None
 _pool_size, _pool_lock = 0, threading.Lock()
+_blas_settled = False
 
 
 def set_threads(n: int) -> None:
-    """How many threads (this one included) train_step shards its batch over."""
+    """How many threads (this one included) a training forward and backward shards its batch over."""
     global _threads
     _threads = max(1, int(n))
 
@@ -75,39 +99,96 @@ def shards(model, batch: int, seq_len: int) -> list[slice]:
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def loss_and_backward(model, x: np.ndarray, y: np.ndarray, ignore_index: int = -100) -> float:
-    """The mean cross-entropy of model(x) against targets y, (B, T) each, with its gradient
-    added to every parameter's .grad, as `loss = F.cross_entropy(model(x), y); loss.backward()`
-    does, but with the batch in shards on get_threads() threads. Returns the loss, a float.
+def training_shards(model, batch: int, seq_len: int) -> list[slice]:
+    """shards() for a forward that records a graph (gradients on, some parameter trainable);
+    one shard otherwise: evaluation and generation stay on the caller's thread."""
+    if _threads == 1 or not is_grad_enabled():
+        return [slice(0, batch)]
+    _settle_blas()
+    parts = shards(model, batch, seq_len)  # cheap when one shard: small models pay nothing more
+    if len(parts) > 1 and not any(p.requires_grad for p in model.parameters()):
+        return [slice(0, batch)]
+    return parts
 
-    The full batch's mean is each shard's mean weighted by its share of the counted targets, so
-    each shard's backward starts from that weight instead of 1. Results equal the serial ones up
-    to rounding; an error in any shard is raised here.
-    """
-    parts = shards(model, x.shape[0], x.shape[1])
-    if len(parts) == 1:
-        loss = F.cross_entropy(model(x), y, ignore_index=ignore_index)
-        loss.backward()
-        return loss.item()
-    counted = [int(np.count_nonzero(y[part] != ignore_index)) for part in parts]
-    total = max(sum(counted), 1)
-    errstate = np.geterr()  # the caller's, for the helper threads (numpy's is per thread)
 
-    def shard(i: int):
-        with np.errstate(**errstate), collect_grads() as grads:
-            loss = F.cross_entropy(model(x[parts[i]]), y[parts[i]], ignore_index=ignore_index)
-            weight = counted[i] / total
-            loss.backward(np.asarray(weight, dtype=loss.dtype))
-            return loss.item() * weight, grads
+def _settle_blas() -> None:
+    """Once, at the first training forward on more than one thread: numpy's OpenBLAS to one thread, unless the environment
+    chose its count (its threads would spin against the shards' for the same cores)."""
+    global _blas_settled
+    if not _blas_settled:
+        _blas_settled = True
+        if not any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
+            from .memory import set_blas_threads
 
-    pool = _helpers(len(parts) - 1)
-    futures = [pool.submit(shard, i) for i in range(1, len(parts))]
+            set_blas_threads(1)
+
+
+def _in_threads(fn, n: int) -> list:
+    """[fn(0), ..., fn(n - 1)]: fn(0) on this thread, the others on helpers, in numpy's error
+    settings of this thread (numpy's are per thread). Waits for all; re-raises the first error."""
+    errstate = np.geterr()
+
+    def run(i):
+        with np.errstate(**errstate):
+            return fn(i)
+
+    futures = [_helpers(n - 1).submit(run, i) for i in range(1, n)]
     try:
-        first = shard(0)
+        first = fn(0)
     finally:
         wait(futures)  # even when shard 0 failed: no thread may still be using the model after we return
-    results = [first] + [future.result() for future in futures]  # result() re-raises a shard's error
-    for _, grads in results:  # in shard order: the same sums every run
-        for leaf, grad in grads.items():
-            accumulate_grad(leaf, grad)
-    return sum(loss for loss, _ in results)
+    return [first] + [future.result() for future in futures]  # result() re-raises a shard's error
+
+
+class ShardedForward(Function):
+    """run(idx) with idx's rows in shards, each shard on its own thread with its own graph; the
+    outputs stacked in order. In the caller's graph this is one node whose inputs are the
+    parameters: its backward runs each shard's backward on its thread, collecting the shard's
+    parameter gradients apart (collect_grads), and returns their sums, added in shard order.
+
+    idx: (B, T) ids  params: the model's parameters  parts: batch slices  ->  run's output stacked
+    """
+
+    @staticmethod
+    def forward(ctx, idx, *param_arrays, run, params, parts):
+        outs = _in_threads(lambda i: run(idx[parts[i]]), len(parts))
+        ctx.outs, ctx.params = outs, params
+        ctx.parts = parts
+        return np.concatenate([out.data for out in outs])
+
+    @staticmethod
+    def backward(ctx, grad):
+        outs, parts = ctx.outs, ctx.parts
+        ctx.outs = None  # each shard's graph is freed by its backward
+
+        def shard(i):
+            with collect_grads() as grads:
+                outs[i].backward(grad[parts[i]])
+            return grads
+
+        collected = _in_threads(shard, len(parts))
+        sums = []
+        for p in ctx.params:
+            total = None
+            for grads in collected:  # in shard order: the same sums every run
+                g = grads.get(p)
+                if g is not None:
+                    total = g if total is None else np.add(total, g, out=total)  # collected arrays are fresh copies
+            sums.append(total)
+        return (None, *sums)
+
+
+def sharded_forward(model, run, idx: np.ndarray, parts: list):
+    """run(idx) as a ShardedForward over `model`'s parameters."""
+    params = model.parameters()
+    return ShardedForward.apply(idx, *params, run=run, params=params, parts=parts)
+
+
+def loss_and_backward(model, x: np.ndarray, y: np.ndarray, ignore_index: int = -100) -> float:
+    """The mean cross-entropy of model(x) against targets y, (B, T) each, with its gradient
+    added to every parameter's .grad: `loss = F.cross_entropy(model(x), y); loss.backward()`,
+    which shards the batch over get_threads() threads by itself (see ShardedForward). Returns
+    the loss, a float."""
+    loss = F.cross_entropy(model(x), y, ignore_index=ignore_index)
+    loss.backward()
+    return loss.item()

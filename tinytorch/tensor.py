@@ -211,6 +211,8 @@ class Tensor:
             if grad.shape != self.shape:
                 raise ValueError(f"gradient shape {grad.shape} does not match tensor shape {self.shape}")
 
+        if not _trained:
+            _first_backward()
         order = _topological_order(self)
         grads = {id(self): grad}
         for node in reversed(order):  # outputs before inputs
@@ -273,6 +275,19 @@ class Tensor:
     @property
     def T(self):
         return _F.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
+
+
+_trained = False  # whether this process has run a backward yet
+
+
+def _first_backward() -> None:
+    """Training starts: keep its freed temporaries in malloc's heap for the next step (see
+    tinytorch.memory.tune_malloc_on_first_use; imported here, not at import: it loads ctypes)."""
+    global _trained
+    _trained = True
+    from .memory import tune_malloc_on_first_use
+
+    tune_malloc_on_first_use()
 
 
 def accumulate_grad(leaf: Tensor, g: np.ndarray) -> None:

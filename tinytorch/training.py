@@ -33,8 +33,9 @@ def sample_batch(ids: np.ndarray, batch_size: int, context: int, rng: np.random.
 def train_step(model, optimizer, x, y, max_grad_norm: float | None = 1.0, step: int | None = None):
     """One step: forward, cross-entropy, backward, clip, update. Returns (loss, gradient norm).
 
-    A non-finite loss or gradient raises DivergenceError and leaves the weights untouched. With
-    tinytorch.memory.set_num_threads(n), the batch is split over n threads (tinytorch.parallel).
+    A non-finite loss or gradient raises DivergenceError and leaves the weights untouched. The
+    model's forward splits the batch over tinytorch's threads by itself (tinytorch.parallel), as
+    it does in the plain loop `loss = F.cross_entropy(model(x), y); loss.backward()`.
     """
     optimizer.zero_grad()
     with np.errstate(over="ignore", invalid="ignore"):  # a blow-up is reported below, in words

@@ -91,6 +91,8 @@ class GPT(Module):
     def forward(self, idx, cache: KVCache | None = None, output_attentions: bool = False):
         """idx: (B, T) token ids -> logits (B, T, vocab_size).
 
+        With gradients on, a batch big enough runs in shards on tinytorch's threads, one node of
+        the caller's graph (tinytorch.parallel.ShardedForward); the result is the same.
         With a `cache`, idx holds only the new positions; the cached ones come before them.
         output_attentions: return (logits, attentions) instead, attentions holding each layer's
         attention weights, (B, H, T, T_keys) arrays whose rows sum to 1 (as in transformers).
@@ -107,6 +109,18 @@ class GPT(Module):
                 f"{start + T} positions exceed the context window of {self.config.n_positions}; "
                 "crop the input to the last n_positions ids"
             )
+        if cache is None and not output_attentions:  # training: the batch in shards on threads
+            from .. import parallel
+
+            parts = parallel.training_shards(self, idx.shape[0], T)
+            if len(parts) > 1:
+                return parallel.sharded_forward(self, self._forward, idx, parts)
+        return self._forward(idx, cache, output_attentions)
+
+    def _forward(self, idx: np.ndarray, cache: KVCache | None = None, output_attentions: bool = False):
+        """forward() on checked ids, on this thread."""
+        start = cache.length if cache is not None else 0
+        T = idx.shape[1]
         t = self.transformer
         x = t.wte(idx) + t.wpe(np.arange(start, start + T))  # (B, T, C) + (T, C)
         x = t.drop(x)
