@@ -149,14 +149,14 @@ def test_scaled_dot_product_attention(causal):
 
 
 def test_packed_causal_self_attention_matches_per_head_reference():
-    from tinytorch import functions as fn
+    from tinytorch import fused, kernels
 
     B, T, H, D = 2, 4, 2, 3
     qkv = randn(B, T, 3 * H * D)
-    gradcheck(lambda x: fn.CausalSelfAttention.apply(x, n_head=H), qkv)
+    gradcheck(lambda x: fused.FusedCausalSelfAttention.apply(x, n_head=H), qkv)
     q, k, v = (qkv[..., i * H * D:(i + 1) * H * D].reshape(B, T, H, D).transpose(0, 2, 1, 3) for i in range(3))
     heads = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v)).data  # (B, H, T, D)
-    y = fn.CausalSelfAttention.apply(Tensor(qkv), n_head=H).data
+    y = fused.FusedCausalSelfAttention.apply(Tensor(qkv), n_head=H).data
     np.testing.assert_allclose(y, heads.transpose(0, 2, 1, 3).reshape(B, T, H * D), rtol=1e-12)
 
 

@@ -235,46 +235,46 @@ class Tensor:
 
     # ----------------------------------------------------------------- operators
     # Bound explicitly (not monkey-patched) so that grep finds each one.
-    def __add__(self, other): return _F.Add.apply(self, other)
-    def __radd__(self, other): return _F.Add.apply(other, self)
-    def __sub__(self, other): return _F.Sub.apply(self, other)
-    def __rsub__(self, other): return _F.Sub.apply(other, self)
-    def __mul__(self, other): return _F.Mul.apply(self, other)
-    def __rmul__(self, other): return _F.Mul.apply(other, self)
-    def __truediv__(self, other): return _F.Div.apply(self, other)
-    def __rtruediv__(self, other): return _F.Div.apply(other, self)
-    def __pow__(self, exponent): return _F.Pow.apply(self, exponent=float(exponent))
-    def __neg__(self): return _F.Neg.apply(self)
-    def __matmul__(self, other): return _F.MatMul.apply(self, other)
-    def __rmatmul__(self, other): return _F.MatMul.apply(other, self)
-    def __getitem__(self, index): return _F.GetItem.apply(self, index=_raw_index(index))
+    def __add__(self, other): return _ops.Add.apply(self, other)
+    def __radd__(self, other): return _ops.Add.apply(other, self)
+    def __sub__(self, other): return _ops.Sub.apply(self, other)
+    def __rsub__(self, other): return _ops.Sub.apply(other, self)
+    def __mul__(self, other): return _ops.Mul.apply(self, other)
+    def __rmul__(self, other): return _ops.Mul.apply(other, self)
+    def __truediv__(self, other): return _ops.Div.apply(self, other)
+    def __rtruediv__(self, other): return _ops.Div.apply(other, self)
+    def __pow__(self, exponent): return _ops.Pow.apply(self, exponent=float(exponent))
+    def __neg__(self): return _ops.Neg.apply(self)
+    def __matmul__(self, other): return _ops.MatMul.apply(self, other)
+    def __rmatmul__(self, other): return _ops.MatMul.apply(other, self)
+    def __getitem__(self, index): return _ops.GetItem.apply(self, index=_raw_index(index))
 
-    def sum(self, axis=None, keepdims=False): return _F.Sum.apply(self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return _F.Mean.apply(self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return _F.Max.apply(self, axis=axis, keepdims=keepdims)
-    def exp(self): return _F.Exp.apply(self)
-    def log(self): return _F.Log.apply(self)
-    def sqrt(self): return _F.Sqrt.apply(self)
-    def tanh(self): return _F.Tanh.apply(self)
+    def sum(self, axis=None, keepdims=False): return _ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return _ops.Max.apply(self, axis=axis, keepdims=keepdims)
+    def exp(self): return _ops.Exp.apply(self)
+    def log(self): return _ops.Log.apply(self)
+    def sqrt(self): return _ops.Sqrt.apply(self)
+    def tanh(self): return _ops.Tanh.apply(self)
 
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return _F.Reshape.apply(self, shape=tuple(shape))
+        return _ops.Reshape.apply(self, shape=tuple(shape))
 
     view = reshape
 
     def permute(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return _F.Permute.apply(self, axes=tuple(axes))
+        return _ops.Permute.apply(self, axes=tuple(axes))
 
     def transpose(self, dim0: int = -2, dim1: int = -1):
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
-        return _F.Permute.apply(self, axes=tuple(axes))
+        return _ops.Permute.apply(self, axes=tuple(axes))
 
     @property
     def T(self):
-        return _F.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
+        return _ops.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
 
 
 _trained = False  # whether this process has run a backward yet
@@ -350,4 +350,4 @@ def _topological_order(root: Tensor) -> list:
 
 # The operators above call into functions.py, which itself needs Function and Tensor from here:
 # importing it last lets both modules see each other fully defined.
-from . import functions as _F  # noqa: E402
+from . import functions as _ops  # noqa: E402
