@@ -16,17 +16,17 @@ from tinytorch.gradcheck import gradcheck
 from tinytorch.nn import functional as F
 from tinytorch.optim import SGD, AdamW, clip_grad_norm_, weight_decay_groups
 
-from conftest import tiny_gpt
+from conftest import textbook_attention, tiny_gpt
 
 
 def reference_attention(qkv: np.ndarray, n_head: int, grad: np.ndarray):
-    """Causal attention head by head with the textbook ScaledDotProductAttention; (y, grad_qkv)."""
+    """Causal attention head by head, the textbook way from primitives; (y, grad_qkv)."""
     B, T, C3 = qkv.shape
     C = C3 // 3
     D = C // n_head
     x = Tensor(qkv, requires_grad=True)
     parts = [x[:, :, i * C:(i + 1) * C].reshape(B, T, n_head, D).transpose(1, 2) for i in range(3)]
-    y = F.scaled_dot_product_attention(*parts, causal=True).transpose(1, 2).reshape(B, T, C)
+    y = textbook_attention(*parts, causal=True).transpose(1, 2).reshape(B, T, C)
     (y * Tensor(grad)).sum().backward()
     return y.data, x.grad
 

@@ -54,9 +54,9 @@ class Mul(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved
-        grad_a = unbroadcast(grad * b, np.shape(a)) if ctx.needs_grad[0] else None
-        grad_b = unbroadcast(grad * a, np.shape(b)) if ctx.needs_grad[1] else None
+        a, b = ctx.saved_tensors
+        grad_a = unbroadcast(grad * b, np.shape(a)) if ctx.needs_input_grad[0] else None
+        grad_b = unbroadcast(grad * a, np.shape(b)) if ctx.needs_input_grad[1] else None
         return grad_a, grad_b
 
 
@@ -68,9 +68,9 @@ class Div(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved
+        a, b = ctx.saved_tensors
         grad_a = grad / b
-        grad_b = unbroadcast(-grad_a * a / b, np.shape(b)) if ctx.needs_grad[1] else None
+        grad_b = unbroadcast(-grad_a * a / b, np.shape(b)) if ctx.needs_input_grad[1] else None
         return unbroadcast(grad_a, np.shape(a)), grad_b
 
 
@@ -85,7 +85,7 @@ class Pow(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (a,) = ctx.saved
+        (a,) = ctx.saved_tensors
         return grad * ctx.exponent * np.power(a, ctx.exponent - 1)
 
 
@@ -108,7 +108,7 @@ class Exp(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * ctx.saved[0]
+        return grad * ctx.saved_tensors[0]
 
 
 class Log(Function):
@@ -119,7 +119,7 @@ class Log(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad / ctx.saved[0]
+        return grad / ctx.saved_tensors[0]
 
 
 class Sqrt(Function):
@@ -131,7 +131,7 @@ class Sqrt(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        return grad * 0.5 / ctx.saved[0]
+        return grad * 0.5 / ctx.saved_tensors[0]
 
 
 class Tanh(Function):
@@ -143,7 +143,7 @@ class Tanh(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (out,) = ctx.saved
+        (out,) = ctx.saved_tensors
         return grad * (1.0 - out * out)
 
 
@@ -159,11 +159,11 @@ class MatMul(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        a, b = ctx.saved
+        a, b = ctx.saved_tensors
         grad_a = grad_b = None
-        if ctx.needs_grad[0]:
+        if ctx.needs_input_grad[0]:
             grad_a = unbroadcast(np.matmul(grad, np.swapaxes(b, -1, -2)), a.shape)
-        if ctx.needs_grad[1]:
+        if ctx.needs_input_grad[1]:
             if b.ndim == 2:  # a weight shared by every row of a batch: one 2-D product, no batch sum
                 grad_b = a.reshape(-1, a.shape[-1]).T @ grad.reshape(-1, grad.shape[-1])
             else:
@@ -216,7 +216,7 @@ class Max(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (share,) = ctx.saved
+        (share,) = ctx.saved_tensors
         return _reduction_grad(grad, *ctx.args) * share
 
 

@@ -1,5 +1,5 @@
 """The hot path of a transformer, fused: one Function each for linear, layer norm, GELU,
-embedding, dropout, softmax, cross-entropy and attention, so that a training step is a few dozen
+embedding, dropout, softmax, cross-entropy and causal self-attention, so that a training step is a few dozen
 numpy calls with no Python loop over batch, heads or positions. Their numpy work is in kernels.py.
 Names start with Fused where an nn layer has the plain name (nn.Linear calls FusedLinear).
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import (GELU_A, GELU_B, attention_backward, attention_forward, causal_attention_backward,
+from .kernels import (GELU_A, GELU_B, attention_forward, causal_attention_backward,
                       causal_attention_forward, column_sum, dropout_mask, gelu_gate, linear, log_softmax,
                       normalize, one_hot_product, row_blocks, row_sum, softmax, softmax_backward, whole_square)
 from .tensor import Function
@@ -33,8 +33,8 @@ class FusedLinear(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x2d, weight = ctx.saved
-        needs = ctx.needs_grad
+        x2d, weight = ctx.saved_tensors
+        needs = ctx.needs_input_grad
         grad2d = grad.reshape(-1, grad.shape[-1])  # (N, out)
         grad_x = (grad2d @ weight.T).reshape(ctx.x_shape) if needs[0] else None  # (N, in)
         grad_w = x2d.T @ grad2d if needs[1] else None  # (in, N) @ (N, out)
@@ -59,7 +59,7 @@ class FusedLayerNorm(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, rstd, weight = ctx.saved  # (N, C), (N,), (C,)
+        xhat, rstd, weight = ctx.saved_tensors  # (N, C), (N,), (C,)
         n = xhat.shape[1]
         grad2d = grad.reshape(-1, n)
         gx = grad2d * xhat  # (N, C), used twice below
@@ -97,7 +97,7 @@ class FusedGELU(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x2d, s = ctx.saved  # (N, W)
+        x2d, s = ctx.saved_tensors  # (N, W)
         grad2d = grad.reshape(x2d.shape)
         out = np.empty_like(x2d)
         blocks = row_blocks(*x2d.shape)
@@ -155,7 +155,7 @@ class Softmax(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (out,) = ctx.saved
+        (out,) = ctx.saved_tensors
         return softmax_backward(out, grad)
 
 
@@ -168,7 +168,7 @@ class LogSoftmax(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        (out,) = ctx.saved
+        (out,) = ctx.saved_tensors
         return grad - np.exp(out) * row_sum(grad)[..., None]
 
 
@@ -203,7 +203,7 @@ class CrossEntropy(Function):
 
     @staticmethod
     def backward(ctx, grad):
-        probs, rows, safe, keep = ctx.saved
+        probs, rows, safe, keep = ctx.saved_tensors
         grad_logits = probs  # reused in place: the forward's probabilities are not needed again
         grad_logits[rows, safe] -= 1.0
         if ctx.count == len(safe):  # no ignored rows: one scale for all
@@ -211,20 +211,6 @@ class CrossEntropy(Function):
         else:
             grad_logits *= (keep * (grad / max(ctx.count, 1)))[:, None].astype(probs.dtype)
         return grad_logits.reshape(ctx.logits_shape), None
-
-
-class ScaledDotProductAttention(Function):
-    """q: (..., Tq, D)  k, v: (..., Tk, D) -> (..., Tq, D)."""
-
-    @staticmethod
-    def forward(ctx, q, k, v, causal=True):
-        y, weights = attention_forward(q, k, v, causal)
-        ctx.save_for_backward(q, k, v, weights)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        return attention_backward(*ctx.saved, grad)
 
 
 class FusedCausalSelfAttention(Function):
@@ -260,4 +246,4 @@ class FusedCausalSelfAttention(Function):
     def backward(ctx, grad):
         if ctx.has_cache:
             raise RuntimeError("attention over a KV cache is for generation only; it has no backward")
-        return causal_attention_backward(*ctx.saved, grad, ctx.n_head), None
+        return causal_attention_backward(*ctx.saved_tensors, grad, ctx.n_head), None

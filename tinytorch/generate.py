@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import kernels
+from .beam_search import Sequence, beam_search
 from .stopping import StopCondition
 from .tensor import no_grad
 from .text import PAD_ID, UNK_ID
@@ -260,17 +261,6 @@ class NextLogits:
 
 
 # ----------------------------------------------------------------------------- generate
-@dataclass
-class Sequence:
-    """One completion: the prompt + completion ids, the sum of the completion's log-probabilities
-    (under the guarded distribution, before temperature, top-k and top-p), and the score beam
-    search ranks by: logprob / (completion length ** length_penalty); greedy and sampling: logprob."""
-
-    ids: list
-    logprob: float
-    score: float
-
-
 @no_grad()
 def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
              seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 0.0,
@@ -311,8 +301,6 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=No
     try:
         logits_of = NextLogits(model, use_cache)
         if num_beams > 1:
-            from .beam_search import beam_search
-
             found = beam_search(logits_of, guard, stopper, chars, ids, max_new_tokens, num_beams, length_penalty,
                                 num_return_sequences)
         else:

@@ -68,9 +68,8 @@ def normalize(x2d: np.ndarray, eps: float):
 
 # Elementwise chains (GELU, LayerNorm's backward) run over blocks of about this many elements:
 # each step of a chain is one pass over its arrays, and a block's arrays stay in the core's L2
-# cache between passes instead of travelling to and from L3 or memory every time. Measured on the
-# copilot's GELU, (2048, 384): forward and backward 3.9 ms in whole arrays, 2.6 ms in blocks.
-# Much smaller blocks pay numpy's ~1 us per call too often.
+# cache between passes instead of travelling to and from L3 or memory every time (figures in
+# benchmarks/README.md). Much smaller blocks pay numpy's ~1 us per call too often.
 _BLOCK_ELEMENTS = 1 << 16
 
 
@@ -169,18 +168,6 @@ def attention_forward(q, k, v, causal: bool, scaled: bool = False):
         scores += _causal_bias(q.shape[-2], k.shape[-2], scores.dtype)
     weights = softmax(scores, out=scores)
     return weights @ v, weights
-
-
-def attention_backward(q, k, v, weights, grad_y):
-    """Gradients of attention_forward for q, k, v. Masked weights are 0, so they pass none."""
-    scale = 1.0 / math.sqrt(q.shape[-1])
-    grad_v = np.swapaxes(weights, -1, -2) @ grad_y
-    grad_w = grad_y @ np.swapaxes(v, -1, -2)  # (..., Tq, Tk)
-    grad_s = softmax_backward(weights, grad_w)
-    grad_s *= scale
-    grad_q = grad_s @ k
-    grad_k = np.swapaxes(grad_s, -1, -2) @ q
-    return grad_q, grad_k, grad_v
 
 
 # The training path of causal self-attention, fused. attention_forward above is the textbook

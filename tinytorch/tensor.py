@@ -84,10 +84,10 @@ class Function:
     `ctx` is the Function instance itself: forward stores what backward needs on it.
     """
 
-    __slots__ = ("parents", "needs_grad", "saved", "__dict__")
+    __slots__ = ("parents", "needs_input_grad", "saved_tensors", "__dict__")
 
     def save_for_backward(self, *arrays):
-        self.saved = arrays
+        self.saved_tensors = arrays
 
     @classmethod
     def apply(cls, *inputs, **options):
@@ -108,7 +108,7 @@ class Function:
         if any_needs and _grad_mode.enabled:
             result.requires_grad = True
             ctx.parents = inputs
-            ctx.needs_grad = needs
+            ctx.needs_input_grad = needs
             result._ctx = ctx
         return result
 
@@ -142,6 +142,10 @@ class Tensor:
         self.grad: np.ndarray | None = None
         self.requires_grad = requires_grad
         self._ctx: Function | None = None
+
+    def _accumulate_grad(self, g: np.ndarray) -> None:
+        """self.grad += g, in a fresh array (as in PyTorch); subclasses may keep their own."""
+        self.grad = np.array(g, dtype=self.dtype) if self.grad is None else self.grad + g
 
     @classmethod
     def _wrap(cls, out) -> "Tensor":
@@ -228,7 +232,7 @@ class Tensor:
             input_grads = ctx.backward(ctx, g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
-            for parent, needs, pg in zip(ctx.parents, ctx.needs_grad, input_grads):
+            for parent, needs, pg in zip(ctx.parents, ctx.needs_input_grad, input_grads):
                 if needs and pg is not None:
                     key = id(parent)
                     grads[key] = grads[key] + pg if key in grads else pg
@@ -292,27 +296,12 @@ def _first_backward() -> None:
 
 def accumulate_grad(leaf: Tensor, g: np.ndarray) -> None:
     """leaf.grad += g, where leaf.grad None counts as 0 (or the same into collect_grads' dict).
-
-    g may be shared with other nodes, so it is copied, never kept. A Parameter that an optimizer
-    manages has `_grad_buffer`, its slice of the optimizer's one flat gradient array: its
-    gradient is written there, so that clipping and the update read one array instead of
-    gathering dozens (see optim.py). Anything else gets a fresh array, as in PyTorch.
-    """
+    g may be shared with other nodes, so it is copied, never kept (leaf._accumulate_grad)."""
     sink = _grad_sink.grads
     if sink is not None:
         sink[leaf] = sink[leaf] + g if leaf in sink else np.array(g, dtype=leaf.dtype)
         return
-    buffer = getattr(leaf, "_grad_buffer", None)
-    if leaf.grad is None:
-        if buffer is not None and buffer.shape == leaf.data.shape and buffer.dtype == leaf.data.dtype:
-            np.copyto(buffer, g)
-            leaf.grad = buffer
-        else:
-            leaf.grad = np.array(g, dtype=leaf.dtype)
-    elif leaf.grad is buffer:  # our own buffer: add in place
-        buffer += g
-    else:
-        leaf.grad = leaf.grad + g
+    leaf._accumulate_grad(g)
 
 
 def _raw_index(index):

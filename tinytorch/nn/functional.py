@@ -54,11 +54,3 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {logits.shape} and targets {targets.shape} disagree: want (..., V) and (...)")
     return fused.CrossEntropy.apply(logits, targets, ignore_index=ignore_index)
-
-
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
-    """softmax(q k^T / sqrt(D)) v, each query seeing only keys at or before it when `causal`.
-
-    q: (..., Tq, D)  k, v: (..., Tk, D) -> (..., Tq, D)
-    """
-    return fused.ScaledDotProductAttention.apply(q, k, v, causal=causal)
