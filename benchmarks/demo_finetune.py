@@ -4,9 +4,10 @@ the example (bits per character), how many of the example's own names greedy dec
 from 3 typed characters, and the default comparison prompts' completions, before and after.
 
     python benchmarks/demo_finetune.py [CHECKPOINT ...] [--steps 100 --lr 0.003 --batch-size 8]
+        [--examples pantry.py] [--quiet] [--default-malloc]
 
 CHECKPOINT: a folder; default: the shipped checkpoints/copilot-tiny and checkpoints/copilot.
-The budget (issue 5): 100 steps within 10 s on copilot and 2 s on copilot-tiny, on 2 cores.
+The budget: 100 steps within 10 s on copilot and 2 s on copilot-tiny, on 2 cores.
 """
 
 import argparse
@@ -19,8 +20,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import demos  # noqa: E402
 
-demos.prefer_one_blas_thread()  # the process settings the demo runs with
-demos.configure_process()
+demos.prefer_one_blas_thread()  # the process settings the demo runs with (configure_process: in main)
 
 from demos import copilot as C  # noqa: E402
 from demos import names  # noqa: E402
@@ -38,7 +38,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=C.BATCH)
     parser.add_argument("--examples", nargs="*", default=None, help="example file names (default: all)")
     parser.add_argument("--quiet", action="store_true", help="figures only, no completions")
+    parser.add_argument("--default-malloc", action="store_true",
+                        help="skip demos.configure_process (glibc's own malloc thresholds): what tune_malloc saves")
     args = parser.parse_args()
+    if args.default_malloc:  # glibc's thresholds, nor tuned at the first backward (tinytorch.memory)
+        from tinytorch import parallel
+
+        os.environ["TINYTORCH_TUNE_MALLOC"] = "0"
+        parallel.set_threads(1)  # as configure_process sets it
+    else:
+        demos.configure_process()
     folders = args.checkpoints or [str(shipped(n)) for n in ("copilot-tiny", "copilot") if shipped(n).is_dir()]
     if not folders:
         sys.exit("no checkpoint: pass a folder, or create checkpoints/copilot-tiny with python -m pretrain")

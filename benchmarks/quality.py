@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from pretrain.corpus import load_corpus  # noqa: E402
 from pretrain.evaluation import prompt_checks  # noqa: E402
-from pretrain.tasks import evaluate_tasks, read_tasks  # noqa: E402
+from tasks.level1 import evaluate_tasks, read_tasks  # noqa: E402
 from pretrain.validate import full_validation  # noqa: E402
 from tinytorch.checkpoint import load_model, load_tokenizer  # noqa: E402
 

@@ -18,8 +18,8 @@ def prefer_one_blas_thread() -> None:
 
     The demos' matrices are small (a batch of 8 windows of 64 characters): OpenBLAS's second
     thread saves little on an idle machine and costs a lot on a busy one (two sessions training,
-    or pretraining alongside): 100 copilot-tiny steps took 48 s with 2 threads on this loaded
-    2-core machine, and 1.8 s with 1."""
+    or pretraining alongside), where its threads wait for each other's cores. Figures:
+    benchmarks/README.md."""
     for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ.setdefault(name, "1")
 
@@ -29,8 +29,8 @@ def configure_process() -> None:
     tests do, changes no process-wide state).
 
     Keeps a training step's freed temporaries in malloc's heap for the next step instead of
-    handing them back to the kernel and page-faulting them in again (see tinytorch/memory.py):
-    100 steps of the copilot went from 8.7 s to 5.4 s here. And sets OpenBLAS's thread count at
+    handing them back to the kernel and page-faulting them in again (see tinytorch/memory.py;
+    the time it saves: benchmarks/README.md). And sets OpenBLAS's thread count at
     run time too (see prefer_one_blas_thread), for a process where numpy was imported first."""
     from tinytorch.memory import set_blas_threads, tune_malloc
 

@@ -33,10 +33,9 @@ def main(argv=None) -> None:
     tabs = ("copilot", "level1") if args.demo == "all" else (args.demo,)
     copilot_checkpoints = None
     if args.checkpoint and args.demo in ("copilot", "all"):
-        from .copilot import SHIPPED
-        from .common import shipped
+        from .copilot import offered
 
-        copilot_checkpoints = [args.checkpoint] + [n for n in SHIPPED if shipped(n).is_dir() and n != args.checkpoint]
+        copilot_checkpoints = offered(args.checkpoint)
     level1_checkpoint = args.checkpoint if args.checkpoint and args.demo == "level1" else None
     demo = build_app(tabs, copilot_checkpoints, level1_checkpoint)
     # never share=True: a classroom demo stays on this machine unless --host says otherwise

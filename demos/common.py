@@ -45,13 +45,12 @@ class DemoError(ValueError):
 class FairLock:
     """A first-come, first-served lock around every forward/backward pass of the demos.
 
-    Why a lock: tinytorch's grad mode (`no_grad`) is one process-wide flag, so a generation
-    (no_grad) running in one session's thread while another session trains would switch off
-    the trainer's graph recording halfway through a step. And this machine has 2 cores: two
-    matmul-heavy threads at once only fight over them. Why first-come: a fine-tune re-takes the
-    lock after every step, and a plain Lock would let it starve the generations waiting behind
-    it; here each step waits its turn, so a generation waits at most one step of each running
-    fine-tune.
+    Why a lock: grad mode (`no_grad`) is per thread, so a generation cannot switch off another
+    session's training; but a new model's initialization draws from tinytorch's one global
+    generator (see clone), and a classroom server's cores are few: two matmul-heavy threads at
+    once only fight over them. Why first-come: a fine-tune re-takes the lock after every step,
+    and a plain Lock would let it starve the generations waiting behind it; here each step waits
+    its turn, so a generation waits at most one step of each running fine-tune.
     """
 
     def __init__(self):
@@ -251,10 +250,6 @@ def clone(model: GPT) -> GPT:
         copy = GPT(model.config)
         copy.load_state_dict(model.state_dict())
     return copy.eval()
-
-
-def parameter_count(model: GPT) -> int:
-    return sum(p.size for p in model.parameters())
 
 
 # ===================================================================== input checks

@@ -17,19 +17,20 @@ from html import escape
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
-from tinytorch.checkpoint import save_pretrained
+from tinytorch.checkpoint import SHIPPED_NAMES, save_pretrained
 from tinytorch.evaluate import text_metrics
 from tinytorch.training import DivergenceError, sample_batch
 
 from . import decoding, inside, lines, names, training, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
-    check_training_text, clone, close_temp_folder, display_name, parameter_count, shipped, temp_folder
+    check_training_text, clone, close_temp_folder, display_name, shipped, temp_folder
+from .curves import curve_frame
 
-SHIPPED = ("copilot", "copilot-tiny")  # the default first
-# Fine-tune defaults, measured (benchmarks/demo_finetune.py): 100 steps in well under 10 s on the
-# copilot and 2 s on copilot-tiny on a 2-core machine, and enough to learn an example's names.
+# The shipped copilots, the default first (tinytorch.checkpoint names every shipped model).
+SHIPPED = tuple(name for name in SHIPPED_NAMES if name.startswith("copilot"))
+# Fine-tune defaults: 100 steps are short enough for a class to wait for, and enough to learn an
+# example's names (benchmarks/demo_finetune.py measures both; figures in benchmarks/README.md).
 STEPS, STEPS_RANGE = 100, (10, 300)
 LR_RANGE = (1e-5, 0.1)  # the default depends on the model: see recommended_lr
 BATCH, BATCH_RANGE = 8, (1, 64)
@@ -45,9 +46,8 @@ ZIPPED = "copilot-finetuned"  # the one folder inside the downloaded zip
 
 def recommended_lr(config) -> float:
     """The default learning rate for fine-tuning a model of this width: 3e-3 at n_embd 32, scaled
-    as 1/n_embd above that (wider layers take bigger steps from the same rate). Measured with
-    benchmarks/demo_finetune.py: copilot-tiny learns most at 3e-3; the n_embd-96 copilot reached
-    1.45 bits/char on an example at 1e-3 but 1.8 at 3e-3 and 2.9 at 6e-3."""
+    as 1/n_embd above that (wider layers take bigger steps from the same rate). The rates were
+    chosen with benchmarks/demo_finetune.py --lr (figures in benchmarks/README.md)."""
     return round(3e-3 * min(1.0, 32 / config.n_embd), 5)
 
 
@@ -93,24 +93,12 @@ def bits(nats: float) -> float:
     return nats / math.log(2)
 
 
-def curve_frame(curve) -> pd.DataFrame | None:
-    """The loss curve for gr.LinePlot in bits per character: each batch's loss, and a running
-    average that reads better.
-    None when there is no curve: gradio 6.31's LinePlot, given an empty frame, draws no lines in
-    any later update (a colour-scale bug), while None then data works."""
-    if not curve:
-        return None
-    steps = [s for s, _ in curve]
-    losses = np.array([bits(l) for _, l in curve], dtype=float)
-    smooth, average = [], 0.0
-    for t, value in enumerate(losses, start=1):
-        average = 0.8 * average + 0.2 * value
-        smooth.append(average / (1 - 0.8**t))  # bias-corrected, as Adam does: no drag from a zero start
-    return pd.DataFrame({
-        "step": steps * 2,
-        "loss": list(losses) + smooth,
-        "series": ["batch loss"] * len(steps) + ["running average"] * len(steps),
-    })
+def offered(first: str | None = None) -> list[str]:
+    """The models the Load menu offers: `first` (a folder or repo id named on the command line)
+    ahead of the shipped copilots found here; with no `first` and none here, all of them by name
+    (the page then says how to create them)."""
+    here = [name for name in SHIPPED if shipped(name).is_dir() and name != first]
+    return [first] + here if first else here or list(SHIPPED)
 
 
 class Copilot:
@@ -118,7 +106,7 @@ class Copilot:
 
     def __init__(self, checkpoints=None, store: ModelStore | None = None):
         if checkpoints is None:
-            checkpoints = [name for name in SHIPPED if shipped(name).is_dir()] or list(SHIPPED)
+            checkpoints = offered()
         self.checkpoints = list(checkpoints)
         self.default = self.checkpoints[0]
         self.store = store or ModelStore()
@@ -152,7 +140,7 @@ class Copilot:
                     f"{len(session.train_text or ''):,} characters. Reset to go back to the pretrained weights.")
         if session.notice:
             note = (note + "\n\n" if note else "") + session.notice
-        return views.model_card(display_name(base.source), base.config, parameter_count(base.model), note)
+        return views.model_card(display_name(base.source), base.config, base.model.num_parameters(), note)
 
     # ------------------------------------------------------------------ 1. load
     def load(self, source, session=None):
@@ -248,13 +236,14 @@ class Copilot:
                     shown = done.elapsed
                     yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining, note,
                                           unit=BITS),
-                           curve_frame(session.curve), session)
+                           curve_frame(session.curve, bits, average=True), session)
         except DivergenceError as err:  # train() has put the weights back as they were
             session.train_text, session.steps_trained = before
             if before[0] is None:
                 session.forget_finetune()
             yield (views.status(f"<b>Training diverged, so the weights were restored to what they were "
-                                f"before this run.</b> {err}", "warn"), curve_frame(session.curve), session)
+                                f"before this run.</b> {err}", "warn"),
+                   curve_frame(session.curve, bits, average=True), session)
             return
         if done is None:
             yield views.status("Stopped before the first step; nothing changed.", "warn"), curve_frame([]), session
@@ -264,7 +253,7 @@ class Copilot:
             "Now <b>Compare</b> it with the pretrained model below."
         yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, 0.0,
                               (note + " " if note else "") + summary, done=True, unit=BITS),
-               curve_frame(session.curve), session)
+               curve_frame(session.curve, bits, average=True), session)
 
     def stop(self, session=None) -> None:
         """Ask this session's running fine-tune to stop after its current step."""

@@ -1,6 +1,12 @@
-"""The Copilot tab: six numbered steps, top to bottom, each button also an API endpoint."""
+"""The Copilot tab: six numbered steps, top to bottom, each button also an API endpoint.
+
+`build` lays out one panel per step (each a function that returns its components), then wires
+each step's events; the handlers themselves are demos/copilot.py's, plain functions.
+"""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -27,7 +33,30 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     texts = examples()
     first = next(iter(texts), None)
     gr.Markdown(INTRO)
+    model = choose_panel(app)  # 1
+    trying = try_panel()  # 2
+    tuning = finetune_panel(texts, first)  # 3
+    comparing = compare_panel(texts.get(first, ""))  # 4
+    keeping = keep_panel()  # 5
+    inside = inside_panel()  # 6
 
+    # Each step's events, in page order. `results` no longer describe the session's model once its
+    # weights change: Load, Start and Reset clear them.
+    results = [comparing.comparison, comparing.details, keeping.saved, inside.attention, inside.probabilities]
+    sampling = [trying.max_new, trying.temperature, trying.top_k, trying.top_p, trying.seed, trying.mode]
+    wire_choose(demo, app, session, model, tuning, inside, results)
+    trying.generate.click(friendly(app.generate), [trying.prompt, *sampling, session],
+                          [trying.written, trying.details, session], api_name="generate")
+    wire_finetune(app, session, texts, tuning, comparing.prompts, results)
+    comparing.compare.click(friendly(app.compare), [comparing.prompts, *sampling, session],
+                            [comparing.comparison, comparing.details], api_name="compare")
+    wire_keep(app, session, keeping, tuning, results)
+    inside.look.click(friendly(app.attention), [trying.prompt, inside.layer, inside.head, session],
+                      [inside.attention, inside.probabilities], api_name="attention")
+
+
+# ====================================================================== the panels, top to bottom
+def choose_panel(app: C.Copilot) -> SimpleNamespace:
     heading("1", "Choose a model", "A shipped checkpoint, or a Hub repo id like `user/model`.")
     with gr.Row():
         with gr.Column(scale=2, min_width=260):
@@ -36,7 +65,10 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
             load = gr.Button("Load")
         with gr.Column(scale=5):
             card = gr.Markdown("_Loading the model…_", label="Model")
+    return SimpleNamespace(source=source, load=load, card=card)
 
+
+def try_panel() -> SimpleNamespace:
     heading("2", "Try it", "Type the start of some code; the model completes the line, as a code editor "
                            "does, and lists its top suggestions.")
     with gr.Row():
@@ -62,7 +94,11 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
                                            "green after your prompt, and the next ones below it."), label="Completion")
             with gr.Accordion("What the API returns", open=False):
                 details = gr.JSON(label="Details")
+    return SimpleNamespace(prompt=prompt, mode=mode, max_new=max_new, seed=seed, temperature=temperature,
+                           top_k=top_k, top_p=top_p, generate=generate, written=written, details=details)
 
+
+def finetune_panel(texts: dict, first: str | None) -> SimpleNamespace:
     heading("3", "Fine-tune it on your code",
             "Pick an example (each has its own helper names and docstring style), paste your code, or upload a file.")
     with gr.Row():
@@ -89,18 +125,25 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
                                 color_map={"batch loss": "#86efac", "running average": "#16a34a"},
                                 x_title="step", y_title="loss (bits per character)",
                                 label="Training loss: each batch (light), running average (dark)")
+    return SimpleNamespace(example=example, upload=upload, text=text, steps=steps, batch=batch, lr=lr,
+                           start=start, stop=stop, status=status, curve=curve)
 
+
+def compare_panel(first_text: str) -> SimpleNamespace:
     heading("4", "Compare before and after",
             "The same prompts, decoding (step 2's) and settings for the pretrained model and yours. Prompts are "
             "separated by lines holding only `---`; they start out drawn from the training text.")
-    first_prompts = names.format_prompts(names.default_prompts(texts.get(first, "")))
     prompts = keep_spaces(gr.Code(language="python", label="Prompts", lines=6, max_lines=12))
-    prompts.value = first_prompts  # set after keep_spaces: the constructor strips its value
+    # set after keep_spaces: the constructor strips its value
+    prompts.value = names.format_prompts(names.default_prompts(first_text))
     compare = gr.Button("Compare", variant="primary")
     comparison = gr.HTML(views.status(COMPARE_FIRST), label="Comparison")
     with gr.Accordion("What the API returns", open=False):
-        comparison_details = gr.JSON(label="Details")
+        details = gr.JSON(label="Details")
+    return SimpleNamespace(prompts=prompts, compare=compare, comparison=comparison, details=details)
 
+
+def keep_panel() -> SimpleNamespace:
     heading("5", "Keep it or start over",
             f"The zip holds one folder, `{C.ZIPPED}/`, a checkpoint like the shipped ones. Unzip it, then "
             f"`GPT.from_pretrained(\"{C.ZIPPED}\")`; the folder you unzipped into loads too.")
@@ -109,7 +152,10 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
             download = gr.Button("Save my fine-tuned model (.zip)")
             reset = gr.Button("Reset to the pretrained weights", variant="stop")
         saved = gr.File(label="Fine-tuned checkpoint", scale=2, visible=False)
+    return SimpleNamespace(download=download, reset=reset, saved=saved)
 
+
+def inside_panel() -> SimpleNamespace:
     heading("6", "Look inside", "What the model attends to over the prompt of step 2, and what it "
                                 "would type next.")
     with gr.Row():
@@ -119,8 +165,18 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
     with gr.Row():
         attention = gr.HTML(label="Attention map", scale=3)
         probabilities = gr.Label(label="Next character", num_top_classes=8, scale=2)
+    return SimpleNamespace(layer=layer, head=head, look=look, attention=attention, probabilities=probabilities)
 
-    # ------------------------------------------------------------------ events
+
+# ====================================================================== the events of each step
+def clear_results():
+    """What no longer describes the session's model: the comparison, the zip, the attention map."""
+    return views.status(COMPARE_FIRST), None, gr.File(value=None, visible=False), "", None
+
+
+def wire_choose(demo, app, session, model, tuning, inside, results) -> None:
+    """Page load and Load: the card, the model's name, its shape for step 6's sliders, its learning rate."""
+
     def on_open(current):
         """Page load, or after a Load (done or failed): the card and name of the model the session
         really has, its shape for the sliders, its learning rate."""
@@ -132,31 +188,26 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
         return (app.card(current), current, gr.Slider(maximum=config.n_layer - 1, value=0),
                 gr.Slider(maximum=config.n_head - 1, value=0), C.recommended_lr(config), current.base.source)
 
-    def clear_results():
-        """What no longer describes the session's model: the comparison, the zip, the attention map."""
-        return views.status(COMPARE_FIRST), None, gr.File(value=None, visible=False), "", None
-
-    results = [comparison, comparison_details, saved, attention, probabilities]
-    opened = [card, session, layer, head, lr, source]
+    opened = [model.card, session, inside.layer, inside.head, tuning.lr, model.source]
     demo.load(friendly(on_open), [session], opened, api_visibility="private")
-    loading = load.click(friendly(app.load), [source, session], [card, session], api_name="load")
+    loading = model.load.click(friendly(app.load), [model.source, session], [model.card, session], api_name="load")
     # After a failed Load too, the dropdown names the model the session really has (gradio 6.31's
     # .then() does not run after a failure, so: one listener for each outcome).
     for outcome in (loading.success, loading.failure):
         outcome(friendly(on_open), [session], opened, api_visibility="private")
-    loading.success(lambda: (views.status(FRESH), None, *clear_results()), None, [status, curve, *results],
-                    api_visibility="private")
+    loading.success(lambda: (views.status(FRESH), None, *clear_results()), None,
+                    [tuning.status, tuning.curve, *results], api_visibility="private")
 
-    sampling = [max_new, temperature, top_k, top_p, seed, mode]
-    generate.click(friendly(app.generate), [prompt, *sampling, session], [written, details, session],
-                   api_name="generate")
+
+def wire_finetune(app, session, texts, tuning, prompts, results) -> None:
+    """Choosing or uploading a training text (which also redraws step 4's prompts), Start and Stop."""
 
     def choose_example(name):
         if name not in texts:
             return gr.Code(), gr.Code()
         return texts[name], names.format_prompts(names.default_prompts(texts[name]))
 
-    example.change(choose_example, [example], [text, prompts], api_visibility="private")
+    tuning.example.change(choose_example, [tuning.example], [tuning.text, prompts], api_visibility="private")
 
     def uploaded(path, current):
         body = read_upload(path)
@@ -167,19 +218,21 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
         return OWN, clean, names.format_prompts(names.default_prompts(clean))
 
     # Not a button, but callable (undocumented) so that tests can send a file the way a browser does.
-    upload.upload(friendly(uploaded), [upload, session], [example, text, prompts], api_name="upload",
-                  api_visibility="undocumented")
+    tuning.upload.upload(friendly(uploaded), [tuning.upload, session], [tuning.example, tuning.text, prompts],
+                         api_name="upload", api_visibility="undocumented")
 
-    start.click(clear_results, None, results, api_visibility="private", queue=False)  # they describe the old weights
-    start.click(friendly(app.finetune), [text, steps, lr, batch, session], [status, curve, session],
-                api_name="finetune", concurrency_limit=FINETUNES, concurrency_id="finetune",
-                show_progress="full", show_progress_on=[status])  # the queue place shows there
-    stop.click(app.stop, [session], None, api_name="stop", queue=False)
-    compare.click(friendly(app.compare), [prompts, *sampling, session], [comparison, comparison_details],
-                  api_name="compare")
-    reset.click(friendly(app.reset), [session], [status, curve, session], api_name="reset").success(
-        clear_results, None, results, api_visibility="private")
-    download.click(friendly(app.download), [session], [saved], api_name="download").success(
-        lambda: gr.File(visible=True), None, [saved], api_visibility="private")
-    look.click(friendly(app.attention), [prompt, layer, head, session], [attention, probabilities],
-               api_name="attention")
+    # The results describe the old weights: cleared at once, before the fine-tune queues.
+    tuning.start.click(clear_results, None, results, api_visibility="private", queue=False)
+    tuning.start.click(friendly(app.finetune), [tuning.text, tuning.steps, tuning.lr, tuning.batch, session],
+                       [tuning.status, tuning.curve, session], api_name="finetune", concurrency_limit=FINETUNES,
+                       concurrency_id="finetune", show_progress="full",
+                       show_progress_on=[tuning.status])  # the queue place shows there
+    tuning.stop.click(app.stop, [session], None, api_name="stop", queue=False)
+
+
+def wire_keep(app, session, keeping, tuning, results) -> None:
+    """Reset (which clears the results) and the zip (shown once it is made)."""
+    keeping.reset.click(friendly(app.reset), [session], [tuning.status, tuning.curve, session],
+                        api_name="reset").success(clear_results, None, results, api_visibility="private")
+    keeping.download.click(friendly(app.download), [session], [keeping.saved], api_name="download").success(
+        lambda: gr.File(visible=True), None, [keeping.saved], api_visibility="private")

@@ -2,9 +2,9 @@
 
 "line" (the default) and "block" run a beam search that stops at the end of the line or of the
 block, as code editors complete; "sample" draws characters (temperature, top-k, top-p) with the
-repetition guard on. The defaults are measured by benchmarks/completion.py on held-out standard
-library code: there, greedy decoding of the shipped copilot is broken (blank, looping or
-repeating) in about a third of the places, and the beam search over the line in almost none.
+repetition guard on. Why a beam search and not greedy decoding: a character model decoded
+greedily writes blank lines and loops on code, and a search that ranks whole lines does not
+(benchmarks/completion.py measures both on held-out code; figures in benchmarks/README.md).
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from tinytorch import completion
 MODES = {"line": "Complete the line", "block": "Complete the block", "sample": "Sample freely"}
 MODE = "line"
 SUGGESTIONS = 3  # how many completions Try it lists, best first
-# On held-out lines, T=0.8 top-p 0.95 sampling broke 5.0% of completions unguarded, 0.5% with
-# repetition_penalty 1.2 (same edit similarity), 0% with no_repeat_ngram_size 6 but at an edit
-# similarity of 0.17 instead of 0.24 (it bans real code): see tinytorch.completion.
+# Sample mode guards against loops with tinytorch.completion's settings (why those, with the
+# figures of `python benchmarks/completion.py --sampling`: benchmarks/README.md).
 
 
 def check_mode(mode) -> str:

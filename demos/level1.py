@@ -14,22 +14,21 @@ import numpy as np
 import pandas as pd
 
 import tinytorch
-from pretrain.tasks import DEFAULT_TASKS, SEPARATOR, evaluate_tasks, parse_pair, read_tasks, task_batch, \
+from tasks.level1 import DEFAULT_TASKS, SEPARATOR, SHAPE, evaluate_tasks, parse_pair, read_tasks, task_batch, \
     task_tokenizer
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.training import DivergenceError
 
 from . import training, views
-from .common import COMPUTE, DemoError, ModelStore, as_float, as_int, check_source, clone, parameter_count, \
+from .common import COMPUTE, DemoError, ModelStore, as_float, as_int, check_source, clone, \
     shipped
+from .curves import curve_frame
 
 CHECKPOINT = "level1"
 FROM_CHECKPOINT, FROM_SCRATCH = "the Level 1 checkpoint", "random weights (from scratch)"
 STEPS, STEPS_RANGE = 100, (1, 2000)
 LR, LR_RANGE = 1e-2, (1e-5, 1.0)
 MAX_PAIRS = 64
-# The shape pretrain/ gives the Level 1 model; used from scratch when no checkpoint is here.
-SHAPE = dict(n_positions=8, n_embd=16, n_layer=1, n_head=2)
 
 
 class Level1Session:
@@ -70,12 +69,6 @@ def accuracy_html(results, origin: str) -> str:
                         f'({100 * right / max(total, 1):.0f}%) · model: {origin}', kind)
 
 
-def curve_frame(curve) -> pd.DataFrame | None:
-    if not curve:  # None, not an empty frame: see demos.copilot.curve_frame
-        return None
-    return pd.DataFrame({"step": [s for s, _ in curve], "loss": [l for _, l in curve], "series": "loss"})
-
-
 class Level1:
     def __init__(self, checkpoint: str | None = None, store: ModelStore | None = None):
         self.checkpoint = checkpoint or str(shipped(CHECKPOINT))
@@ -90,7 +83,7 @@ class Level1:
             return False
 
     def default_pairs(self) -> list[tuple[str, str]]:
-        """The checkpoint's tasks.txt, or pretrain's default dozen. Reads only that file (when the
+        """The checkpoint's tasks.txt, or the default dozen. Reads only that file (when the
         checkpoint is a local folder): the UI calls this while it is built, before anyone visits."""
         try:
             return read_tasks(Path(check_source(self.checkpoint, [self.checkpoint])) / "tasks.txt")
@@ -156,7 +149,7 @@ class Level1:
         try:
             config = self.store.get(self.checkpoint, [self.checkpoint]).model.config
         except DemoError:
-            config = GPTConfig(vocab_size=task_tokenizer().vocab_size, **SHAPE)
+            config = GPTConfig(vocab_size=task_tokenizer().vocab_size, **SHAPE)  # pretraining's shape
         with COMPUTE:  # the init draws from tinytorch's global generator
             tinytorch.manual_seed(seed)
             model = GPT(config).eval()
@@ -176,7 +169,7 @@ class Level1:
         except DemoError:
             return ("_No Level 1 checkpoint here (create it with `python -m pretrain level1`): "
                     "train from random weights._")
-        return views.model_card("The Level 1 checkpoint", loaded.config, parameter_count(loaded.model))
+        return views.model_card("The Level 1 checkpoint", loaded.config, loaded.model.num_parameters())
 
     def answers(self, session, pairs):
         with COMPUTE:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field, fields, replace
 
+from tasks import level1
+
 
 @dataclass
 class TrainConfig:
@@ -49,7 +51,7 @@ class TrainConfig:
 
 PRESETS = {
     "level1": TrainConfig(
-        model="level1", n_embd=16, n_layer=1, n_head=2, n_positions=8, steps=300, batch_size=12,
+        model="level1", **level1.SHAPE, steps=300, batch_size=12,
         lr=1e-2, min_lr=1e-3, warmup_steps=0, weight_decay=0.0, eval_every=50, log_every=10,
         save_every=100,
     ),

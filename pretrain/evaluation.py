@@ -76,7 +76,7 @@ def copilot_eval(val_files, tokenizer, cfg):
 
 
 def level1_eval(pairs, tokenizer):
-    from .tasks import evaluate_tasks, task_batch
+    from tasks.level1 import evaluate_tasks, task_batch
 
     x, y = task_batch(pairs, tokenizer)
 

@@ -133,7 +133,7 @@ def export_checkpoint(out: Path, export: Path, cfg, command: str) -> Path:
         "loss_curve.png": loss_curve_png(records),
     }
     if cfg.model == "level1":
-        from .tasks import format_tasks
+        from tasks.level1 import format_tasks
 
         tasks = config["provenance"]["tasks"]
         extra["tasks.txt"] = format_tasks(t.split(">") for t in tasks)

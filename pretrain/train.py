@@ -44,7 +44,7 @@ class StopRequest:
 def build_data(cfg: TrainConfig):
     """(tokenizer, a function rng -> (x, y), evaluation function, data description)."""
     if cfg.model == "level1":
-        from .tasks import DEFAULT_TASKS, read_tasks, task_batch, task_tokenizer
+        from tasks.level1 import DEFAULT_TASKS, read_tasks, task_batch, task_tokenizer
 
         pairs = read_tasks(cfg.tasks) if cfg.tasks else DEFAULT_TASKS
         tokenizer = task_tokenizer()

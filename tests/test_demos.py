@@ -19,7 +19,7 @@ from tinytorch import completion
 from demos.common import COMPUTE, DemoError, FairLock, check_training_text, read_upload
 from demos.copilot import Copilot, CopilotSession
 from demos.level1 import FROM_CHECKPOINT, FROM_SCRATCH, Level1
-from pretrain.tasks import DEFAULT_TASKS, format_tasks, task_tokenizer
+from tasks.level1 import DEFAULT_TASKS, format_tasks, task_tokenizer
 from tinytorch.checkpoint import save_pretrained
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.optim import AdamW
@@ -317,8 +317,8 @@ def test_sessions_are_isolated(app):
 
 
 def test_generation_while_another_session_trains_does_not_break_training(app):
-    """tinytorch's no_grad is one process-wide switch: without the compute lock, a generation in
-    one thread turns off gradient recording in another thread's training step."""
+    """A generation (under no_grad) in one thread while another session trains: grad mode is per
+    thread, so the training step still records its graph and the fine-tune completes."""
     _, trainer = app.load(app.default)
     _, talker = app.load(app.default)
     stop = threading.Event()

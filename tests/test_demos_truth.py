@@ -15,6 +15,7 @@ import pytest
 from demos import copilot as C
 from demos import names, views
 from demos.common import examples
+from demos.curves import curve_frame
 from demos.copilot import Copilot
 from tinytorch.checkpoint import SHIPPED_DIR, read_config
 from tinytorch.nn import GPT
@@ -48,7 +49,7 @@ def test_a_default_that_cannot_load_falls_back_to_the_next_and_says_so(folders, 
 
 
 def test_the_loss_curve_and_the_progress_speak_bits_per_character(folders):  # noqa: F811
-    frame = C.curve_frame([(1, 2 * math.log(2)), (2, math.log(2))])
+    frame = curve_frame([(1, 2 * math.log(2)), (2, math.log(2))], C.bits, average=True)
     assert list(frame["loss"][:2]) == pytest.approx([2.0, 1.0])  # the batch losses, in bits
     assert list(frame["loss"][2:]) == pytest.approx([2.0, (0.8 * 0.2 * 2 + 0.2 * 1) / (1 - 0.8**2)])
 
@@ -57,6 +58,9 @@ def test_the_loss_curve_and_the_progress_speak_bits_per_character(folders):  # n
     updates = finetune(app, session, steps=10)
     last_loss = session.curve[-1][1]
     assert f"loss {last_loss / math.log(2):.3f} bits/char" in updates[-1][0]
+    shown = updates[-1][1]  # the curve the page draws: the same batch losses, in bits
+    batches = shown[shown["series"] == "batch loss"]
+    assert list(batches["loss"]) == pytest.approx([loss / math.log(2) for _, loss in session.curve])
 
 
 def test_the_card_quotes_the_figures_on_every_validation_file():

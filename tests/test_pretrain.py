@@ -9,7 +9,7 @@ import pytest
 
 import pretrain.train
 from pretrain.__main__ import run
-from pretrain.tasks import DEFAULT_TASKS
+from tasks.level1 import DEFAULT_TASKS
 from tinytorch.checkpoint import load_model, load_tokenizer
 
 CODE = '''def add_numbers(first, second):

@@ -1,7 +1,8 @@
 """Level 1: memorize a dozen `INPUT>OUTPUT` pairs, 4 characters each side from A-Z and 0-9.
 
 The model sees `INPUT>` and must type OUTPUT. With a context of 8, the 8 characters before the
-last one are all it ever needs. Shared by the pretraining script and the Level 1 demo.
+last one are all it ever needs. Shared by the pretraining script (`python -m pretrain level1`)
+and the Level 1 demo, which trains the same model on a student's pairs.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ DEFAULT_TASKS = [
     ("ABCD", "DCBA"), ("1234", "4321"), ("MNOP", "NOPQ"), ("WXYZ", "ZYXW"),
     ("K9L8", "M7N6"), ("5555", "5555"), ("Q1W2", "2W1Q"), ("RSTU", "STUV"),
 ]
+# The Level 1 model: one layer, 16 numbers per character, a context of one pair minus its last
+# character. The pretraining preset and the demo's from-scratch model both take it from here.
+SHAPE = dict(n_positions=2 * SIDE, n_embd=16, n_layer=1, n_head=2)
 _PAIR = re.compile(rf"^([{ALPHABET}]{{{SIDE}}}){SEPARATOR}([{ALPHABET}]{{{SIDE}}})$")
 
 
