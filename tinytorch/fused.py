@@ -1,7 +1,9 @@
 """The hot path of a transformer, fused: one Function each for linear, layer norm, GELU,
-embedding, dropout, softmax, cross-entropy and causal self-attention, so that a training step is a few dozen
-numpy calls with no Python loop over batch, heads or positions. Their numpy work is in kernels.py.
-Names start with Fused where an nn layer has the plain name (nn.Linear calls FusedLinear).
+embedding, dropout, softmax, cross-entropy and causal self-attention, so that a training step is
+a few dozen numpy calls with no Python loop over batch, heads or positions. The kernels these
+share with generation's cached decoder (linear, normalize, gelu, softmax, attention) are in
+kernels.py; backward passes that only training needs are written here. Names start with Fused
+where an nn layer has the plain name (nn.Linear calls FusedLinear).
 """
 
 from __future__ import annotations
