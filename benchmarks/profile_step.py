@@ -26,7 +26,7 @@ import harness  # noqa: E402
 
 def timed_functions(forward: collections.Counter, backward_times: collections.Counter, calls: collections.Counter):
     """Wrap Function.apply and every Function's backward with timers; returns an undo function."""
-    from tinytorch import functions, parallel
+    from tinytorch import functions, fused, parallel
     from tinytorch.tensor import Function
 
     apply = Function.__dict__["apply"]
@@ -40,7 +40,7 @@ def timed_functions(forward: collections.Counter, backward_times: collections.Co
 
     Function.apply = classmethod(timed_apply)
     originals = {}
-    for module in (functions, parallel):
+    for module in (functions, fused, parallel):
         for cls in vars(module).values():
             if isinstance(cls, type) and issubclass(cls, Function) and cls is not Function:
                 originals[cls] = cls.__dict__["backward"]

@@ -40,7 +40,7 @@ def configure_process() -> None:
     except ValueError:
         threads = 1
     set_blas_threads(threads)
-    from tinytorch import parallel  # a fine-tune on one thread too: sessions share the cores
+    from tinytorch.threads import set_threads  # a fine-tune on one thread too: sessions share the cores
 
     if not os.environ.get("TINYTORCH_NUM_THREADS", "").strip():
-        parallel.set_threads(1)
+        set_threads(1)

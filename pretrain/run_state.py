@@ -31,7 +31,8 @@ import numpy as np
 
 from safetensors import SafetensorError
 
-from tinytorch.checkpoint import replace_folder, save_pretrained, write_weights
+from tinytorch.checkpoint import save_pretrained, write_weights
+from tinytorch.files import replace_folder
 
 LATEST = "latest"
 METRICS = "metrics.jsonl"

@@ -12,7 +12,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from tinytorch import checkpoint
-from tinytorch.checkpoint import CheckpointError, expected_shapes, replace_folder, save_pretrained
+from tinytorch.checkpoint import CheckpointError, expected_shapes, save_pretrained
+from tinytorch.files import replace_folder
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.text import CharTokenizer
 

@@ -11,29 +11,29 @@ import pytest
 
 import tinytorch
 from tinytorch import Tensor
-from tinytorch import functions as fn
+from tinytorch import fused, kernels
 from tinytorch.gradcheck import gradcheck
 from tinytorch.nn import functional as F
 from tinytorch.optim import SGD, AdamW, clip_grad_norm_, weight_decay_groups
 
-from conftest import tiny_gpt
+from conftest import textbook_attention, tiny_gpt
 
 
 def reference_attention(qkv: np.ndarray, n_head: int, grad: np.ndarray):
-    """Causal attention head by head with the textbook ScaledDotProductAttention; (y, grad_qkv)."""
+    """Causal attention head by head, the textbook way from primitives; (y, grad_qkv)."""
     B, T, C3 = qkv.shape
     C = C3 // 3
     D = C // n_head
     x = Tensor(qkv, requires_grad=True)
     parts = [x[:, :, i * C:(i + 1) * C].reshape(B, T, n_head, D).transpose(1, 2) for i in range(3)]
-    y = F.scaled_dot_product_attention(*parts, causal=True).transpose(1, 2).reshape(B, T, C)
+    y = textbook_attention(*parts, causal=True).transpose(1, 2).reshape(B, T, C)
     (y * Tensor(grad)).sum().backward()
     return y.data, x.grad
 
 
 def fused_attention(qkv: np.ndarray, n_head: int, grad: np.ndarray):
     x = Tensor(qkv, requires_grad=True)
-    y = fn.CausalSelfAttention.apply(x, n_head=n_head)
+    y = fused.FusedCausalSelfAttention.apply(x, n_head=n_head)
     y.backward(grad)
     return y.data, x.grad
 
@@ -41,7 +41,7 @@ def fused_attention(qkv: np.ndarray, n_head: int, grad: np.ndarray):
 @pytest.fixture(params=["bound", "max"])
 def shift(request, monkeypatch):
     """Run a test with the Cauchy-Schwarz bound deciding the shift, and with the plain max shift."""
-    monkeypatch.setattr(fn, "_BOUND_MIN_SCORES", 0 if request.param == "bound" else 1 << 62)
+    monkeypatch.setattr(kernels, "_BOUND_MIN_SCORES", 0 if request.param == "bound" else 1 << 62)
     return request.param
 
 
@@ -59,8 +59,8 @@ def test_fused_attention_equals_textbook_attention_across_query_blocks(T, shift)
 
 def test_fused_attention_gradient_matches_finite_differences_over_two_blocks(shift):
     rng = np.random.default_rng(0)
-    qkv = rng.standard_normal((1, fn._QUERY_BLOCK + 7, 3 * 2 * 2))
-    gradcheck(lambda x: fn.CausalSelfAttention.apply(x, n_head=2), qkv)
+    qkv = rng.standard_normal((1, kernels._QUERY_BLOCK + 7, 3 * 2 * 2))
+    gradcheck(lambda x: fused.FusedCausalSelfAttention.apply(x, n_head=2), qkv)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -97,7 +97,7 @@ def test_fused_attention_without_shift_is_exact_up_to_the_limit(shift):
     v = rng.standard_normal((B, T, D))
     qkv = np.concatenate([q, k, v], axis=-1).astype(np.float32)
     bound = 12.6 * np.abs(k[..., 0]).max() / np.sqrt(D)  # |q| max|k| / sqrt(D)
-    assert 35 < bound < fn._exp_limit(np.float32, T)
+    assert 35 < bound < kernels._exp_limit(np.float32, T)
     grad = rng.standard_normal((B, T, D)).astype(np.float32)
     y, g = fused_attention(qkv, H, grad)
     y_ref, g_ref = reference_attention(qkv.astype(np.float64), H, grad.astype(np.float64))
@@ -129,9 +129,9 @@ def test_gelu_saturates_without_overflow_warnings():
 
 @pytest.mark.parametrize("block", [5, 12, 1 << 16])  # rows of 5 elements: a row, 2 rows, all rows
 def test_gelu_in_row_blocks_equals_the_formula_and_finite_differences(block, monkeypatch, rng):
-    monkeypatch.setattr(fn, "_BLOCK_ELEMENTS", block)
+    monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", block)
     x = rng.standard_normal((3, 7, 5)) * 3  # 21 rows of 5: the last block is short
-    assert len(fn._row_blocks(21, 5)) == {5: 21, 12: 11, 1 << 16: 1}[block]
+    assert len(kernels.row_blocks(21, 5)) == {5: 21, 12: 11, 1 << 16: 1}[block]
     expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
     np.testing.assert_allclose(F.gelu(Tensor(x)).data, expected, rtol=1e-12, atol=1e-12)
     gradcheck(F.gelu, x)

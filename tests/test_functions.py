@@ -136,27 +136,32 @@ def test_cross_entropy_ignored_targets_count_for_nothing():
 
 
 @pytest.mark.parametrize("causal", [True, False])
-def test_scaled_dot_product_attention(causal):
+def test_textbook_attention_reference(causal):
+    """The reference the fused attention is checked against, itself checked by hand."""
+    from conftest import textbook_attention
+
     q, k, v = randn(2, 2, 5, 3), randn(2, 2, 5, 3), randn(2, 2, 5, 3)
-    gradcheck(lambda a, b, c: F.scaled_dot_product_attention(a, b, c, causal=causal), q, k, v)
+    gradcheck(lambda a, b, c: textbook_attention(a, b, c, causal=causal), q, k, v)
     scores = q @ k.swapaxes(-1, -2) / np.sqrt(3)
     if causal:
         scores = np.where(np.triu(np.ones((5, 5), bool), 1), -np.inf, scores)
     weights = np.exp(scores - scores.max(-1, keepdims=True))
     weights /= weights.sum(-1, keepdims=True)
-    y = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v), causal=causal).data
+    y = textbook_attention(Tensor(q), Tensor(k), Tensor(v), causal=causal).data
     np.testing.assert_allclose(y, weights @ v, rtol=1e-12)
 
 
 def test_packed_causal_self_attention_matches_per_head_reference():
-    from tinytorch import functions as fn
+    from tinytorch import fused, kernels
 
     B, T, H, D = 2, 4, 2, 3
     qkv = randn(B, T, 3 * H * D)
-    gradcheck(lambda x: fn.CausalSelfAttention.apply(x, n_head=H), qkv)
+    gradcheck(lambda x: fused.FusedCausalSelfAttention.apply(x, n_head=H), qkv)
     q, k, v = (qkv[..., i * H * D:(i + 1) * H * D].reshape(B, T, H, D).transpose(0, 2, 1, 3) for i in range(3))
-    heads = F.scaled_dot_product_attention(Tensor(q), Tensor(k), Tensor(v)).data  # (B, H, T, D)
-    y = fn.CausalSelfAttention.apply(Tensor(qkv), n_head=H).data
+    from conftest import textbook_attention
+
+    heads = textbook_attention(Tensor(q), Tensor(k), Tensor(v)).data  # (B, H, T, D)
+    y = fused.FusedCausalSelfAttention.apply(Tensor(qkv), n_head=H).data
     np.testing.assert_allclose(y, heads.transpose(0, 2, 1, 3).reshape(B, T, H * D), rtol=1e-12)
 
 

@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 
 from tinytorch import memory, parallel
+from tinytorch import threads as thread_counts
 from tinytorch.nn import functional as F
 from tinytorch.optim import AdamW
 from tinytorch.tensor import collect_grads
-from tinytorch.training import train_step
+from tinytorch.training import loss_and_backward, train_step
 
 from conftest import tiny_gpt
 
@@ -17,40 +18,41 @@ from conftest import tiny_gpt
 def threads(monkeypatch):
     """Three threads, and no minimum work: every batch of 3 or more rows is split in 3."""
     monkeypatch.setattr(parallel, "MIN_SHARD_ACTIVATIONS", 1)
-    monkeypatch.setattr(parallel, "_threads", 3)
+    monkeypatch.setattr(thread_counts, "_threads", 3)
 
 
 def serial_loss_and_grads(model, x, y):
-    before = parallel.get_threads()
-    parallel.set_threads(1)
+    before = thread_counts.get_threads()
+    thread_counts.set_threads(1)
     try:
         model.zero_grad()
         loss = F.cross_entropy(model(x), y)
         loss.backward()
     finally:
-        parallel.set_threads(before)
+        thread_counts.set_threads(before)
     return loss.item(), {name: p.grad.copy() for name, p in model.named_parameters()}
 
 
 def sharded_loss_and_grads(model, x, y):
     model.zero_grad()
-    loss = parallel.loss_and_backward(model, x, y)
+    loss = loss_and_backward(model, x, y)
     return loss, {name: p.grad.copy() for name, p in model.named_parameters()}
 
 
 def test_shards_cover_the_batch_once(threads):
     model = tiny_gpt()
-    assert parallel.shards(model, 7, 8) == [slice(0, 2), slice(2, 4), slice(4, 7)]
-    assert parallel.shards(model, 2, 8) == [slice(0, 1), slice(1, 2)]  # never an empty shard
-    assert parallel.shards(model, 1, 8) == [slice(0, 1)]
+    width = 8 * model.config.n_embd  # activations of one row of 8 positions
+    assert parallel.shards(7, width) == [slice(0, 2), slice(2, 4), slice(4, 7)]
+    assert parallel.shards(2, width) == [slice(0, 1), slice(1, 2)]  # never an empty shard
+    assert parallel.shards(1, width) == [slice(0, 1)]
 
 
 def test_small_work_stays_on_one_thread(monkeypatch):
-    monkeypatch.setattr(parallel, "_threads", 2)
+    monkeypatch.setattr(thread_counts, "_threads", 2)
     model = tiny_gpt()  # n_embd 8
     monkeypatch.setattr(parallel, "MIN_SHARD_ACTIVATIONS", 4 * 8 * 8)  # 4 sequences of 8 positions
-    assert len(parallel.shards(model, 7, 8)) == 1  # 7 sequences: not two shards of 4
-    assert len(parallel.shards(model, 8, 8)) == 2
+    assert len(parallel.shards(7, 8 * 8)) == 1  # 7 sequences: not two shards of 4
+    assert len(parallel.shards(8, 8 * 8)) == 2
 
 
 def test_sharded_loss_and_gradients_equal_the_serial_ones(threads, rng):
@@ -72,7 +74,7 @@ def test_train_step_on_threads_follows_the_serial_run(threads, rng, monkeypatch)
     data = rng.integers(0, 11, (6, 9))
     runs = []
     for n in (1, 3):
-        monkeypatch.setattr(parallel, "_threads", n)
+        monkeypatch.setattr(thread_counts, "_threads", n)
         model = tiny_gpt(np.float64)
         optimizer = AdamW(model.parameters(), lr=1e-2)
         losses = [train_step(model, optimizer, data[:, :-1], data[:, 1:])[0] for _ in range(5)]
@@ -85,9 +87,10 @@ def test_train_step_on_threads_follows_the_serial_run(threads, rng, monkeypatch)
 
 def test_dropout_keeps_the_step_on_one_thread(threads):
     model = tiny_gpt(dropout=0.1)
-    assert len(parallel.shards(model, 6, 8)) == 1  # random draws in one order: reproducible
+    x = np.arange(48).reshape(6, 8) % 11
+    assert not isinstance(model(x)._ctx, parallel.ShardedForward)  # random draws in one order: reproducible
     model.eval()
-    assert len(parallel.shards(model, 6, 8)) == 3
+    assert isinstance(model(x)._ctx, parallel.ShardedForward)
 
 
 def test_an_error_in_a_shard_reaches_the_caller(threads, rng):
@@ -95,7 +98,7 @@ def test_an_error_in_a_shard_reaches_the_caller(threads, rng):
     x = rng.integers(0, 11, (6, 8))
     x[5, 0] = 99  # outside the vocabulary: only the last shard, on a helper thread, sees it
     with pytest.raises(IndexError, match="id 99"):
-        parallel.loss_and_backward(model, x, x)
+        loss_and_backward(model, x, x)
 
 
 def test_collect_grads_keeps_leaf_grads_apart(rng):
@@ -109,23 +112,23 @@ def test_collect_grads_keeps_leaf_grads_apart(rng):
 
 
 def test_set_num_threads_sets_tinytorch_and_blas_threads():
-    before_blas, before = memory.blas_threads(), parallel.get_threads()
+    before_blas, before = memory.blas_threads(), thread_counts.get_threads()
     try:
         memory.set_num_threads(2)
-        assert parallel.get_threads() == 2
+        assert thread_counts.get_threads() == 2
         assert memory.blas_threads() in (1, None)
     finally:
-        parallel.set_threads(before)
+        thread_counts.set_threads(before)
         if before_blas is not None:
             memory.set_blas_threads(before_blas)
 
 
 def test_num_threads_restores_both_counts():
-    before_blas, before = memory.blas_threads(), parallel.get_threads()
+    before_blas, before = memory.blas_threads(), thread_counts.get_threads()
     with memory.num_threads(before + 1):
-        assert parallel.get_threads() == before + 1
+        assert thread_counts.get_threads() == before + 1
         assert memory.blas_threads() in (1, None)
-    assert parallel.get_threads() == before and memory.blas_threads() == before_blas
+    assert thread_counts.get_threads() == before and memory.blas_threads() == before_blas
 
 
 def test_the_plain_loop_shards_by_itself_and_gives_the_serial_gradients(threads, rng):
@@ -166,10 +169,10 @@ def test_defaults_threads_malloc_and_blas_at_first_use(tmp_path):
 
     script = (
         "import json, os, numpy as np\n"
-        "from tinytorch import memory, parallel\n"
+        "from tinytorch import memory, parallel, threads\n"
         "from tinytorch.nn import GPT, GPTConfig, functional as F\n"
         "parallel.MIN_SHARD_ACTIVATIONS = 1\n"
-        "out = {'threads': parallel.get_threads(), 'malloc_before': memory.malloc_settings()}\n"
+        "out = {'threads': threads.get_threads(), 'malloc_before': memory.malloc_settings()}\n"
         "model = GPT(GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=1, n_head=2))\n"
         "x = np.arange(32).reshape(4, 8) % 11\n"
         "F.cross_entropy(model(x).reshape(-1, 11), x.reshape(-1)).backward()\n"

@@ -20,23 +20,19 @@ import json
 import math
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .files import replace_folder
 from .nn.gpt import GPT, GPTConfig
+from .shipped import SHIPPED, SHIPPED_DIR, SHIPPED_NAMES, shipped_folder  # noqa: F401 (names callers import from here)
 from .text import CharTokenizer
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 CARD_NAME = "README.md"
-# The shipped checkpoints live beside the package (a clone, or an editable install), so their
-# names work from any folder: "copilot", or "checkpoints/copilot" as the README writes it.
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED_NAMES = ("copilot", "copilot-tiny", "level1")
-SHIPPED = ", ".join(SHIPPED_NAMES) + " (by name, from any folder)"
 
 # config.json keys a checkpoint must have: GPTConfig's defaults are for experiments, not for
 # filling in a file that forgot a size.
@@ -236,49 +232,6 @@ def write_weights(path: Path, state: dict) -> None:
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 
-def _fsync_tree(folder: Path) -> None:
-    """Data on disk before a rename makes it visible (files only: a folder cannot be opened "rb")."""
-    for root, _, files in os.walk(folder):
-        for name in files:
-            with open(os.path.join(root, name), "rb") as handle:
-                os.fsync(handle.fileno())
-
-
-def _make_readable(folder: Path) -> None:
-    """mkdtemp makes a private (0700) folder; a saved checkpoint is an ordinary one, readable by
-    others as the umask allows, like any folder the user makes."""
-    umask = os.umask(0)
-    os.umask(umask)
-    for path in [folder, *folder.rglob("*")]:
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-
-
-def replace_folder(directory, write) -> None:
-    """Call write(temporary_folder), then move the folder into place as `directory`.
-
-    Until the rename, `directory` keeps its old content; if `write` fails, it is untouched and
-    the temporary folder is removed.
-    """
-    directory = Path(os.path.abspath(directory))  # "." or "a/.." would have no usable name
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
-    try:
-        write(tmp)
-        _fsync_tree(tmp)
-        _make_readable(tmp)
-        if directory.exists():
-            # Two renames: a crash between them leaves the old folder whole under .NAME.old-*.
-            old = Path(tempfile.mkdtemp(prefix=f".{directory.name}.old-", dir=directory.parent))
-            os.replace(directory, old / "previous")
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-
-
 def check_replaceable(directory, files=()) -> None:
     """Refuse to replace a folder holding anything a save did not write: a save replaces the
     folder whole, and `save_pretrained(".")` must not take a project with it.
@@ -377,14 +330,6 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
 def is_repo_id(name: str) -> bool:
     """'org/name' or 'name', as the Hub allows: no paths, no URLs, no '..'."""
     return bool(_REPO_ID.match(name)) and ".." not in name and not name.endswith((".", "-"))
-
-
-def shipped_folder(name: str) -> Path | None:
-    """The folder of a shipped checkpoint named `name` or `checkpoints/name`; None for other names."""
-    name = name.strip().rstrip("/")
-    if name.startswith("checkpoints/"):
-        name = name[len("checkpoints/"):]
-    return SHIPPED_DIR / name if name in SHIPPED_NAMES else None
 
 
 def looks_like_path(name: str) -> bool:

@@ -9,6 +9,7 @@ import re
 
 import numpy as np
 
+from .kernels import log_softmax
 from .tensor import no_grad
 
 
@@ -50,8 +51,7 @@ def score(model, ids, batch_size: int = 32, progress=None) -> dict:
         x = np.stack([ids[s:s + length] for s, _ in chunk])          # (B, T)
         y = np.stack([ids[s + 1:s + 1 + length] for s, _ in chunk])  # (B, T)
         logits = model(x).data                                        # (B, T, V)
-        shifted = logits - logits.max(-1, keepdims=True)
-        logp = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))  # log-softmax
+        logp = log_softmax(logits)
         for row, (_, first) in enumerate(chunk):
             targets = y[row, first:]
             total_nll -= float(logp[row, np.arange(first, length), targets].sum())

@@ -2,7 +2,7 @@
 conditions, a repetition guard, and the KV-cached decoder that makes each new token cost one
 position.
 
-The decoder runs the model's own kernels (tinytorch.functions: linear, normalize, gelu,
+The decoder runs the model's own kernels (tinytorch.kernels: linear, normalize, gelu,
 attention_forward) on raw arrays, without autograd's bookkeeping; tests check that its logits
 equal GPT.forward's.
 """
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import functions as fn
+from . import kernels
+from .beam_search import Sequence, beam_search
 from .stopping import StopCondition
 from .tensor import no_grad
 from .text import PAD_ID, UNK_ID
@@ -60,8 +61,7 @@ def next_token_probs(logits: np.ndarray, temperature: float, top_k=None, top_p=N
     if top_k is not None and top_k < len(logits):
         kth = np.partition(logits, -top_k)[-top_k]
         logits = np.where(logits < kth, -np.inf, logits)
-    probs = np.exp(logits - np.maximum.reduce(logits))
-    probs /= np.add.reduce(probs)
+    probs = kernels.softmax(logits)
     if top_p is not None and top_p < 1.0:
         order = np.argsort(-probs, kind="stable")
         cumulative = np.cumsum(probs[order])
@@ -82,9 +82,7 @@ def sample(rng: np.random.Generator, probs: np.ndarray) -> int:
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """(..., V) -> log-probabilities (..., V), float64; -inf logits stay -inf."""
-    logits = logits.astype(np.float64)
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    return kernels.log_softmax(logits.astype(np.float64))
 
 
 # ----------------------------------------------------------------------------- the repetition guard
@@ -201,14 +199,14 @@ class Decoder:
         x = self.wte[tokens] + self.wpe[n]  # (B, C)
         C = x.shape[1]
         for i, w in enumerate(self.layers):
-            qkv = fn.linear(fn.normalize(x, w.eps_1)[0], w.attn_w, w.attn_b)  # (B, 3C)
+            qkv = kernels.linear(kernels.normalize(x, w.eps_1)[0], w.attn_w, w.attn_b)  # (B, 3C)
             q, k, v = qkv.reshape(B, 3, H, 1, C // H).transpose(1, 0, 2, 3, 4)  # each (B, H, 1, D)
             keys, values = cache.write(i, n, k, v)  # (B, H, n + 1, D)
-            y, _ = fn.attention_forward(q, keys, values, causal=False, scaled=True)  # all keys are in the past
-            x = x + fn.linear(y.reshape(B, C), w.proj_w, w.proj_b)  # the heads side by side
-            x = x + fn.linear(fn.gelu(fn.linear(fn.normalize(x, w.eps_2)[0], w.fc_w, w.fc_b)), w.out_w, w.out_b)
+            y, _ = kernels.attention_forward(q, keys, values, causal=False, scaled=True)  # all keys are in the past
+            x = x + kernels.linear(y.reshape(B, C), w.proj_w, w.proj_b)  # the heads side by side
+            x = x + kernels.linear(kernels.gelu(kernels.linear(kernels.normalize(x, w.eps_2)[0], w.fc_w, w.fc_b)), w.out_w, w.out_b)
         cache.advance(1)
-        return fn.linear(fn.normalize(x, self.ln_f_eps)[0], self.head_w, self.head_b)  # (B, V)
+        return kernels.linear(kernels.normalize(x, self.ln_f_eps)[0], self.head_w, self.head_b)  # (B, V)
 
 
 def refill_keep(window: int) -> int:
@@ -270,17 +268,6 @@ class NextLogits:
 
 
 # ----------------------------------------------------------------------------- generate
-@dataclass
-class Sequence:
-    """One completion: the prompt + completion ids, the sum of the completion's log-probabilities
-    (under the guarded distribution, before temperature, top-k and top-p), and the score beam
-    search ranks by: logprob / (completion length ** length_penalty); greedy and sampling: logprob."""
-
-    ids: list
-    logprob: float
-    score: float
-
-
 @no_grad()
 def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
              seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 0.0,
@@ -321,8 +308,6 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=No
     try:
         logits_of = NextLogits(model, use_cache)
         if num_beams > 1:
-            from .beam_search import beam_search
-
             found = beam_search(logits_of, guard, stopper, chars, ids, max_new_tokens, num_beams, length_penalty,
                                 num_return_sequences)
         else:

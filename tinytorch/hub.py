@@ -18,9 +18,10 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .checkpoint import (CARD_NAME, CONFIG_NAME, MAX_CONFIG_BYTES, MAX_PARAMETERS, SHIPPED, WEIGHTS_NAME,
-                         CheckpointError, check_config, check_replaceable, max_weights_bytes, read_config,
-                         replace_folder)
+from .checkpoint import (CARD_NAME, CONFIG_NAME, MAX_CONFIG_BYTES, MAX_PARAMETERS, WEIGHTS_NAME, CheckpointError,
+                         check_config, check_replaceable, max_weights_bytes, read_config)
+from .files import replace_folder
+from .shipped import SHIPPED
 
 # Training state never belongs on the Hub; hidden files are editor or tool leftovers.
 PUSH_IGNORE = [".*", "**/.*", "optimizer.safetensors", "trainer_state.json", "__pycache__/**"]

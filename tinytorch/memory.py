@@ -1,5 +1,5 @@
-"""Process-level tuning for training and generation loops: the memory allocator and the BLAS
-thread count, and readings of the process's memory use.
+"""Process-level tuning for training and generation loops: the memory allocator, and readings of
+the process's memory use.
 
 Allocator. A training step allocates the same few dozen temporaries (activations, gradients)
 every time, many of them larger than 128 KB. glibc's malloc hands every block over its "mmap
@@ -19,17 +19,8 @@ glibc's defaults, set TINYTORCH_TUNE_MALLOC=0. By hand, with other thresholds:
 The same can be had without code, by setting environment variables before Python starts:
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 python -m pretrain ...
 
-Threads. OpenBLAS splits every matrix product above a small size across all cores, and its
-threads spin while they wait for each other. On a busy machine (a pretraining run in the
-background, two demo sessions) a thread that the OS does not schedule stalls every product:
-measured on a 2-core machine with a pretraining run alongside, a copilot training step took 10x
-longer with 2 BLAS threads than with 1, and generation 20x. So tinytorch splits a training
-step's batch into shards that run in threads of its own (tinytorch.parallel; min(2, cores) by
-default), with numpy's BLAS on one thread in each (set at the first training forward unless
-OPENBLAS_NUM_THREADS says otherwise):
-
-    tinytorch.memory.set_num_threads(2)   # training steps on 2 threads, numpy's BLAS on 1
-    tinytorch.memory.set_num_threads(1)   # everything on one core: a shared machine
+Threads: tinytorch.threads (set_num_threads, num_threads, set_blas_threads, blas_threads,
+re-exported here).
 """
 
 from __future__ import annotations
@@ -37,8 +28,6 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
-from contextlib import contextmanager
-from functools import lru_cache
 
 # mallopt parameter numbers, from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
@@ -141,85 +130,5 @@ def peak_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
 
 
-# ----------------------------------------------------------------------------- BLAS threads
-# Setter and getter names of the OpenBLAS builds numpy ships or links (scipy-openblas is the
-# one in numpy's wheels; its symbols carry a prefix and, for 64-bit integers, a suffix).
-_OPENBLAS_SYMBOLS = [
-    ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-    ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-    ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-    ("openblas_set_num_threads", "openblas_get_num_threads"),
-]
-
-
-@lru_cache(maxsize=1)
-def _openblas():
-    """(set, get) functions of the OpenBLAS that numpy loaded, or None (not Linux, not OpenBLAS).
-    Looked up once: numpy loads its BLAS when imported, and this imports numpy first."""
-    import numpy  # noqa: F401  (loads the BLAS library, if it is not loaded yet)
-
-    try:
-        with open("/proc/self/maps") as f:
-            paths = sorted({line.split()[-1] for line in f if "openblas" in line.lower() and ".so" in line})
-    except OSError:
-        return None
-    for path in paths:
-        try:
-            lib = ctypes.CDLL(path)
-        except OSError:
-            continue
-        for setter, getter in _OPENBLAS_SYMBOLS:
-            if hasattr(lib, setter) and hasattr(lib, getter):
-                set_threads, get_threads = getattr(lib, setter), getattr(lib, getter)
-                set_threads.argtypes, set_threads.restype = [ctypes.c_int], None
-                get_threads.argtypes, get_threads.restype = [], ctypes.c_int
-                return set_threads, get_threads
-    return None
-
-
-def set_num_threads(n: int) -> bool:
-    """Run tinytorch's training steps on n threads: train_step splits its batch into up to n
-    shards (tinytorch.parallel), and numpy's OpenBLAS goes to one thread, whose own spinning
-    threads would compete with them. Returns whether numpy's BLAS could be set (see
-    set_blas_threads); tinytorch's own thread count is set either way. Call it at the start of a
-    script, not while other threads are inside numpy. The environment variable
-    TINYTORCH_NUM_THREADS sets tinytorch's count at import (default min(2, cores))."""
-    from . import parallel
-
-    parallel.set_threads(n)
-    return set_blas_threads(1)
-
-
-@contextmanager
-def num_threads(n: int):
-    """set_num_threads(n) for a `with` block; both thread counts come back after it (so that a
-    training run started in-process, as tests start them, leaves the process as it found it)."""
-    from . import parallel
-
-    before, before_blas = parallel.get_threads(), blas_threads()
-    set_num_threads(n)
-    try:
-        yield
-    finally:
-        parallel.set_threads(before)
-        if before_blas is not None:
-            set_blas_threads(before_blas)
-
-
-def set_blas_threads(n: int) -> bool:
-    """Make numpy's OpenBLAS use n threads from now on (also after numpy was imported, unlike the
-    OPENBLAS_NUM_THREADS variable). Returns False, doing nothing, where numpy's BLAS is not an
-    OpenBLAS this can find (other BLAS libraries: set their own variables before starting).
-    Call it at the start of a script, not while other threads are inside numpy."""
-    functions = _openblas()
-    if functions is None:
-        return False
-    set_threads, get_threads = functions
-    set_threads(max(1, int(n)))
-    return get_threads() == max(1, int(n))
-
-
-def blas_threads() -> int | None:
-    """The thread count numpy's OpenBLAS uses now, or None where it cannot be read."""
-    functions = _openblas()
-    return None if functions is None else functions[1]()
+# Thread counts live in tinytorch.threads; these names stay here for scripts that import them.
+from .threads import blas_threads, num_threads, set_blas_threads, set_num_threads  # noqa: E402,F401

@@ -175,15 +175,9 @@ class AdamW(Adam):
 
 
 def weight_decay_groups(model, weight_decay: float) -> list[dict]:
-    """Two groups: matrices decay; biases, LayerNorm and embedding tables do not."""
-    from .nn.layers import Embedding
-
-    embeddings = {id(m.weight) for m in model.modules() if isinstance(m, Embedding)}
-    decay, no_decay = [], []
-    for _, p in model.named_parameters():
-        (decay if p.ndim >= 2 and id(p) not in embeddings else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    return [g for g in groups if g["params"]]
+    """The model's own parameter groups (GPT.optimizer_groups: which parameters decay is the
+    model's knowledge, not the optimizer's)."""
+    return model.optimizer_groups(weight_decay)
 
 
 def _gradient_arrays(params) -> list:

@@ -8,25 +8,16 @@ at the same time; only the Python between numpy calls takes turns. Each shard's 
 its gradients apart (tensor.collect_grads), and they are added up at the end in shard order, so
 the result does not depend on which thread finished first.
 
-A GPT does this by itself when it trains: `model(x)` with gradients on runs its shards as one
-node of the caller's graph (ShardedForward), and `loss.backward()` runs their backwards on the
-same threads. So the loop a student writes,
+A model opts in from its forward: a GPT, when it trains, asks training_shards() for a plan and
+runs its shards as one node of the caller's graph (ShardedForward); `loss.backward()` then runs
+their backwards on the same threads. So the plain loop a student writes is as fast as
+tinytorch.training.train_step, with no settings. This module knows no layer types and no loss:
+the model says how big a row is and whether it draws random numbers.
 
-    loss = F.cross_entropy(model(x).reshape(-1, V), y.reshape(-1))
-    loss.backward()
-
-is as fast as tinytorch.training.train_step, with no settings.
-
-Measured on a 2-core machine, forward and backward of the copilot (C96 L4 T128) at batch 16:
-125 ms on one thread, 72 ms in two shards (1.74x). Splitting every fused op into row chunks
-instead, the way BLAS does, gave 1.3x: a step has hundreds of ops, each paid a hand-over, and
-the small ones (attention's per-block work) got slower.
-
-Threads: min(2, cores) by default. TINYTORCH_NUM_THREADS sets the count at import (1 turns
-sharding off), tinytorch.memory.set_num_threads(n) at run time. The first training forward then
-also sets numpy's OpenBLAS to one thread, whose own spinning threads would compete with the shards, unless
-OPENBLAS_NUM_THREADS says otherwise (see tinytorch.memory). On a machine shared with other work,
-or serving several demo sessions, one thread each is the better plan: set 1.
+Threads: tinytorch.threads (min(2, cores) by default; TINYTORCH_NUM_THREADS at import,
+tinytorch.threads.set_num_threads(n) at run time). The first training forward on more than one
+thread also sets numpy's OpenBLAS to one thread, whose own spinning threads would compete with
+the shards, unless OPENBLAS_NUM_THREADS says otherwise. Figures: benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -37,44 +28,17 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-from .nn import functional as F
-from .nn.layers import Dropout
 from .tensor import Function, collect_grads, is_grad_enabled
+from .threads import get_threads, set_blas_threads
 
-DEFAULT_THREADS = min(2, os.cpu_count() or 1)
-
-
-def _threads_from_environment() -> int:
-    value = os.environ.get("TINYTORCH_NUM_THREADS", "").strip()
-    if not value:
-        return DEFAULT_THREADS
-    try:
-        return max(1, int(value))
-    except ValueError:
-        raise ValueError(f"TINYTORCH_NUM_THREADS must be a whole number of threads (1 turns sharding "
-                         f"off), got {value!r}") from None
-
-
-_threads = _threads_from_environment()
-# The smallest shard worth a thread, in activations: positions x n_embd, the size of each (N, C)
-# array its ops work on. Each op of a shard costs a fixed overhead in Python, paid by the two
-# threads in turns (they share the GIL), plus work in proportion to this size, done at the same
-# time. Measured on 2 cores, sharding broke even at ~16,000 for n_embd 32, 64 and 96 alike (and
-# lost below it: 3x slower for level1 at batch 16); at 33,000 it was 1.2-1.4x faster.
+# The smallest shard worth a thread, in activations: positions x the model's row width (n_embd
+# for a GPT), the size of each (N, C) array its ops work on. Each op of a shard costs a fixed
+# overhead in Python, paid by the threads in turns (they share the GIL), plus work in proportion
+# to this size, done at the same time (see benchmarks/README.md for where it breaks even).
 MIN_SHARD_ACTIVATIONS = 20_000
 _pool: ThreadPoolExecutor | None = None
 _pool_size, _pool_lock = 0, threading.Lock()
 _blas_settled = False
-
-
-def set_threads(n: int) -> None:
-    """How many threads (this one included) a training forward and backward shards its batch over."""
-    global _threads
-    _threads = max(1, int(n))
-
-
-def get_threads() -> int:
-    return _threads
 
 
 def _helpers(n: int) -> ThreadPoolExecutor:
@@ -87,26 +51,27 @@ def _helpers(n: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def shards(model, batch: int, seq_len: int) -> list[slice]:
+def shards(batch: int, row_activations: int, draws_random: bool = False) -> list[slice]:
     """The batch rows each thread takes: as many near-equal shards as there are threads, fewer
-    when a shard would be too small to pay for its thread, and one while dropout is drawing
-    random numbers (their order across threads would change from run to run)."""
-    width = getattr(getattr(model, "config", None), "n_embd", 0)  # a GPT's; other models stay whole
-    n = max(1, min(_threads, batch, batch * seq_len * width // MIN_SHARD_ACTIVATIONS))
-    if n > 1 and model.training and any(isinstance(m, Dropout) and m.p > 0 for m in model.modules()):
-        n = 1
+    when a shard would be too small to pay for its thread, and one when the forward draws random
+    numbers (dropout: their order across threads would change from run to run).
+
+    row_activations: the activations one batch row makes per layer (a GPT's: seq_len * n_embd)."""
+    if draws_random:
+        return [slice(0, batch)]
+    n = max(1, min(get_threads(), batch, batch * row_activations // MIN_SHARD_ACTIVATIONS))
     bounds = [batch * i // n for i in range(n + 1)]
     return [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
-def training_shards(model, batch: int, seq_len: int) -> list[slice]:
-    """shards() for a forward that records a graph (gradients on, some parameter trainable);
+def training_shards(params: list, batch: int, row_activations: int, draws_random: bool = False) -> list[slice]:
+    """shards() for a forward that records a graph (gradients on, some of `params` trainable);
     one shard otherwise: evaluation and generation stay on the caller's thread."""
-    if _threads == 1 or not is_grad_enabled():
+    if get_threads() == 1 or not is_grad_enabled():
         return [slice(0, batch)]
     _settle_blas()
-    parts = shards(model, batch, seq_len)  # cheap when one shard: small models pay nothing more
-    if len(parts) > 1 and not any(p.requires_grad for p in model.parameters()):
+    parts = shards(batch, row_activations, draws_random)  # cheap when one shard: small models pay nothing more
+    if len(parts) > 1 and not any(p.requires_grad for p in params):
         return [slice(0, batch)]
     return parts
 
@@ -118,8 +83,6 @@ def _settle_blas() -> None:
     if not _blas_settled:
         _blas_settled = True
         if not any(os.environ.get(name) for name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")):
-            from .memory import set_blas_threads
-
             set_blas_threads(1)
 
 
@@ -182,13 +145,3 @@ def sharded_forward(model, run, idx: np.ndarray, parts: list):
     """run(idx) as a ShardedForward over `model`'s parameters."""
     params = model.parameters()
     return ShardedForward.apply(idx, *params, run=run, params=params, parts=parts)
-
-
-def loss_and_backward(model, x: np.ndarray, y: np.ndarray, ignore_index: int = -100) -> float:
-    """The mean cross-entropy of model(x) against targets y, (B, T) each, with its gradient
-    added to every parameter's .grad: `loss = F.cross_entropy(model(x), y); loss.backward()`,
-    which shards the batch over get_threads() threads by itself (see ShardedForward). Returns
-    the loss, a float."""
-    loss = F.cross_entropy(model(x), y, ignore_index=ignore_index)
-    loss.backward()
-    return loss.item()

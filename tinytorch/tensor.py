@@ -84,10 +84,10 @@ class Function:
     `ctx` is the Function instance itself: forward stores what backward needs on it.
     """
 
-    __slots__ = ("parents", "needs_grad", "saved", "__dict__")
+    __slots__ = ("parents", "needs_input_grad", "saved_tensors", "__dict__")
 
     def save_for_backward(self, *arrays):
-        self.saved = arrays
+        self.saved_tensors = arrays
 
     @classmethod
     def apply(cls, *inputs, **options):
@@ -108,7 +108,7 @@ class Function:
         if any_needs and _grad_mode.enabled:
             result.requires_grad = True
             ctx.parents = inputs
-            ctx.needs_grad = needs
+            ctx.needs_input_grad = needs
             result._ctx = ctx
         return result
 
@@ -142,6 +142,10 @@ class Tensor:
         self.grad: np.ndarray | None = None
         self.requires_grad = requires_grad
         self._ctx: Function | None = None
+
+    def _accumulate_grad(self, g: np.ndarray) -> None:
+        """self.grad += g, in a fresh array (as in PyTorch); subclasses may keep their own."""
+        self.grad = np.array(g, dtype=self.dtype) if self.grad is None else self.grad + g
 
     @classmethod
     def _wrap(cls, out) -> "Tensor":
@@ -228,53 +232,53 @@ class Tensor:
             input_grads = ctx.backward(ctx, g)
             if not isinstance(input_grads, tuple):
                 input_grads = (input_grads,)
-            for parent, needs, pg in zip(ctx.parents, ctx.needs_grad, input_grads):
+            for parent, needs, pg in zip(ctx.parents, ctx.needs_input_grad, input_grads):
                 if needs and pg is not None:
                     key = id(parent)
                     grads[key] = grads[key] + pg if key in grads else pg
 
     # ----------------------------------------------------------------- operators
     # Bound explicitly (not monkey-patched) so that grep finds each one.
-    def __add__(self, other): return _F.Add.apply(self, other)
-    def __radd__(self, other): return _F.Add.apply(other, self)
-    def __sub__(self, other): return _F.Sub.apply(self, other)
-    def __rsub__(self, other): return _F.Sub.apply(other, self)
-    def __mul__(self, other): return _F.Mul.apply(self, other)
-    def __rmul__(self, other): return _F.Mul.apply(other, self)
-    def __truediv__(self, other): return _F.Div.apply(self, other)
-    def __rtruediv__(self, other): return _F.Div.apply(other, self)
-    def __pow__(self, exponent): return _F.Pow.apply(self, exponent=float(exponent))
-    def __neg__(self): return _F.Neg.apply(self)
-    def __matmul__(self, other): return _F.MatMul.apply(self, other)
-    def __rmatmul__(self, other): return _F.MatMul.apply(other, self)
-    def __getitem__(self, index): return _F.GetItem.apply(self, index=_raw_index(index))
+    def __add__(self, other): return _ops.Add.apply(self, other)
+    def __radd__(self, other): return _ops.Add.apply(other, self)
+    def __sub__(self, other): return _ops.Sub.apply(self, other)
+    def __rsub__(self, other): return _ops.Sub.apply(other, self)
+    def __mul__(self, other): return _ops.Mul.apply(self, other)
+    def __rmul__(self, other): return _ops.Mul.apply(other, self)
+    def __truediv__(self, other): return _ops.Div.apply(self, other)
+    def __rtruediv__(self, other): return _ops.Div.apply(other, self)
+    def __pow__(self, exponent): return _ops.Pow.apply(self, exponent=float(exponent))
+    def __neg__(self): return _ops.Neg.apply(self)
+    def __matmul__(self, other): return _ops.MatMul.apply(self, other)
+    def __rmatmul__(self, other): return _ops.MatMul.apply(other, self)
+    def __getitem__(self, index): return _ops.GetItem.apply(self, index=_raw_index(index))
 
-    def sum(self, axis=None, keepdims=False): return _F.Sum.apply(self, axis=axis, keepdims=keepdims)
-    def mean(self, axis=None, keepdims=False): return _F.Mean.apply(self, axis=axis, keepdims=keepdims)
-    def max(self, axis=None, keepdims=False): return _F.Max.apply(self, axis=axis, keepdims=keepdims)
-    def exp(self): return _F.Exp.apply(self)
-    def log(self): return _F.Log.apply(self)
-    def sqrt(self): return _F.Sqrt.apply(self)
-    def tanh(self): return _F.Tanh.apply(self)
+    def sum(self, axis=None, keepdims=False): return _ops.Sum.apply(self, axis=axis, keepdims=keepdims)
+    def mean(self, axis=None, keepdims=False): return _ops.Mean.apply(self, axis=axis, keepdims=keepdims)
+    def max(self, axis=None, keepdims=False): return _ops.Max.apply(self, axis=axis, keepdims=keepdims)
+    def exp(self): return _ops.Exp.apply(self)
+    def log(self): return _ops.Log.apply(self)
+    def sqrt(self): return _ops.Sqrt.apply(self)
+    def tanh(self): return _ops.Tanh.apply(self)
 
     def reshape(self, *shape):
         shape = shape[0] if len(shape) == 1 and isinstance(shape[0], (tuple, list)) else shape
-        return _F.Reshape.apply(self, shape=tuple(shape))
+        return _ops.Reshape.apply(self, shape=tuple(shape))
 
     view = reshape
 
     def permute(self, *axes):
         axes = axes[0] if len(axes) == 1 and isinstance(axes[0], (tuple, list)) else axes
-        return _F.Permute.apply(self, axes=tuple(axes))
+        return _ops.Permute.apply(self, axes=tuple(axes))
 
     def transpose(self, dim0: int = -2, dim1: int = -1):
         axes = list(range(self.ndim))
         axes[dim0], axes[dim1] = axes[dim1], axes[dim0]
-        return _F.Permute.apply(self, axes=tuple(axes))
+        return _ops.Permute.apply(self, axes=tuple(axes))
 
     @property
     def T(self):
-        return _F.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
+        return _ops.Permute.apply(self, axes=tuple(reversed(range(self.ndim))))
 
 
 _trained = False  # whether this process has run a backward yet
@@ -292,27 +296,12 @@ def _first_backward() -> None:
 
 def accumulate_grad(leaf: Tensor, g: np.ndarray) -> None:
     """leaf.grad += g, where leaf.grad None counts as 0 (or the same into collect_grads' dict).
-
-    g may be shared with other nodes, so it is copied, never kept. A Parameter that an optimizer
-    manages has `_grad_buffer`, its slice of the optimizer's one flat gradient array: its
-    gradient is written there, so that clipping and the update read one array instead of
-    gathering dozens (see optim.py). Anything else gets a fresh array, as in PyTorch.
-    """
+    g may be shared with other nodes, so it is copied, never kept (leaf._accumulate_grad)."""
     sink = _grad_sink.grads
     if sink is not None:
         sink[leaf] = sink[leaf] + g if leaf in sink else np.array(g, dtype=leaf.dtype)
         return
-    buffer = getattr(leaf, "_grad_buffer", None)
-    if leaf.grad is None:
-        if buffer is not None and buffer.shape == leaf.data.shape and buffer.dtype == leaf.data.dtype:
-            np.copyto(buffer, g)
-            leaf.grad = buffer
-        else:
-            leaf.grad = np.array(g, dtype=leaf.dtype)
-    elif leaf.grad is buffer:  # our own buffer: add in place
-        buffer += g
-    else:
-        leaf.grad = leaf.grad + g
+    leaf._accumulate_grad(g)
 
 
 def _raw_index(index):
@@ -350,4 +339,4 @@ def _topological_order(root: Tensor) -> list:
 
 # The operators above call into functions.py, which itself needs Function and Tensor from here:
 # importing it last lets both modules see each other fully defined.
-from . import functions as _F  # noqa: E402
+from . import functions as _ops  # noqa: E402

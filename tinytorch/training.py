@@ -6,8 +6,17 @@ import math
 
 import numpy as np
 
+from .nn import functional as F
 from .optim import clip_grad_norm_
-from .parallel import loss_and_backward
+
+
+def loss_and_backward(model, x: np.ndarray, y: np.ndarray, ignore_index: int = -100) -> float:
+    """The mean cross-entropy of model(x) against targets y, (B, T) each, with its gradient
+    added to every parameter's .grad; returns the loss, a float. A GPT's forward shards the batch
+    over tinytorch's threads by itself (see tinytorch.parallel)."""
+    loss = F.cross_entropy(model(x), y, ignore_index=ignore_index)
+    loss.backward()
+    return loss.item()
 
 
 class DivergenceError(FloatingPointError):

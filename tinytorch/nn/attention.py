@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functions as fn
+from ..fused import FusedCausalSelfAttention
 from .layers import Dropout, Linear
 from .module import Module
 
@@ -88,5 +88,5 @@ class CausalSelfAttention(Module):
     def forward(self, x, cache: KVCache | None = None, attentions: list | None = None):
         """attentions: a list that receives the attention weights (B, H, T, T_keys)."""
         qkv = self.c_attn(x)  # (B, T, 3C)
-        y = fn.CausalSelfAttention.apply(qkv, n_head=self.n_head, cache=cache, attentions=attentions)  # (B, T, C)
+        y = FusedCausalSelfAttention.apply(qkv, n_head=self.n_head, cache=cache, attentions=attentions)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))

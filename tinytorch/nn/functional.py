@@ -4,28 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import functions as fn
+from .. import fused
 from ..rng import generator
 from ..tensor import Tensor
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """x @ weight + bias, weight of shape (in, out)."""
-    return fn.Linear.apply(x, weight, bias)
+    return fused.FusedLinear.apply(x, weight, bias)
 
 
 def gelu(x: Tensor) -> Tensor:
     """GELU in GPT-2's tanh form ("gelu_new" in transformers)."""
-    return fn.GELU.apply(x)
+    return fused.FusedGELU.apply(x)
 
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Tensor:
-    return fn.LayerNorm.apply(x, weight, bias, eps=eps)
+    return fused.FusedLayerNorm.apply(x, weight, bias, eps=eps)
 
 
 def embedding(ids, weight: Tensor) -> Tensor:
     ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
-    return fn.Embedding.apply(weight, ids)
+    return fused.FusedEmbedding.apply(weight, ids)
 
 
 def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
@@ -33,19 +33,19 @@ def dropout(x: Tensor, p: float = 0.5, training: bool = True) -> Tensor:
         raise ValueError(f"dropout probability must be in [0, 1), got {p}")
     if not training or p == 0.0:
         return x
-    return fn.Dropout.apply(x, p=p, rng=generator())
+    return fused.FusedDropout.apply(x, p=p, rng=generator())
 
 
 def softmax(x: Tensor, axis: int = -1) -> Tensor:
     if axis not in (-1, x.ndim - 1):
         raise ValueError("softmax is implemented over the last axis; permute first")
-    return fn.Softmax.apply(x)
+    return fused.Softmax.apply(x)
 
 
 def log_softmax(x: Tensor, axis: int = -1) -> Tensor:
     if axis not in (-1, x.ndim - 1):
         raise ValueError("log_softmax is implemented over the last axis; permute first")
-    return fn.LogSoftmax.apply(x)
+    return fused.LogSoftmax.apply(x)
 
 
 def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
@@ -53,12 +53,4 @@ def cross_entropy(logits: Tensor, targets, ignore_index: int = -100) -> Tensor:
     targets = targets.data if isinstance(targets, Tensor) else np.asarray(targets)
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"logits {logits.shape} and targets {targets.shape} disagree: want (..., V) and (...)")
-    return fn.CrossEntropy.apply(logits, targets, ignore_index=ignore_index)
-
-
-def scaled_dot_product_attention(q: Tensor, k: Tensor, v: Tensor, causal: bool = True) -> Tensor:
-    """softmax(q k^T / sqrt(D)) v, each query seeing only keys at or before it when `causal`.
-
-    q: (..., Tq, D)  k, v: (..., Tk, D) -> (..., Tq, D)
-    """
-    return fn.ScaledDotProductAttention.apply(q, k, v, causal=causal)
+    return fused.CrossEntropy.apply(logits, targets, ignore_index=ignore_index)

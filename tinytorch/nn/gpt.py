@@ -14,7 +14,7 @@ import numpy as np
 
 from . import functional as F
 from .attention import CausalSelfAttention, KVCache
-from .layers import Dropout, Embedding, LayerNorm, Linear
+from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from .module import Module, ModuleDict, ModuleList
 
 
@@ -54,11 +54,12 @@ class MLP(Module):
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd)
+        self.gelu = GELU()
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, std=0.02 / np.sqrt(2 * config.n_layer))
         self.dropout = Dropout(config.dropout)
 
     def forward(self, x):
-        return self.dropout(self.c_proj(F.gelu(self.c_fc(x))))
+        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
 
 
 class Block(Module):
@@ -112,7 +113,9 @@ class GPT(Module):
         if cache is None and not output_attentions:  # training: the batch in shards on threads
             from .. import parallel
 
-            parts = parallel.training_shards(self, idx.shape[0], T)
+            # dropout's random draws would come in a different order on each run: one shard then
+            draws_random = self.training and self.config.dropout > 0
+            parts = parallel.training_shards(self.parameters(), idx.shape[0], T * self.config.n_embd, draws_random)
             if len(parts) > 1:
                 return parallel.sharded_forward(self, self._forward, idx, parts)
         return self._forward(idx, cache, output_attentions)
@@ -132,6 +135,16 @@ class GPT(Module):
             cache.advance(T)
         logits = F.linear(x, t.wte.weight.T)  # (B, T, V): the head shares the token embedding
         return (logits, attentions) if output_attentions else logits
+
+    def optimizer_groups(self, weight_decay: float) -> list[dict]:
+        """Parameter groups for an optimizer (nanoGPT's configure_optimizers): the matrices decay;
+        biases, LayerNorm and the embedding tables (wte, which the head shares, and wpe) do not."""
+        embeddings = {id(m.weight) for m in self.modules() if isinstance(m, Embedding)}
+        decay, no_decay = [], []
+        for _, p in self.named_parameters():
+            (decay if p.ndim >= 2 and id(p) not in embeddings else no_decay).append(p)
+        groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+        return [g for g in groups if g["params"]]
 
     def new_cache(self, batch: int = 1) -> KVCache:
         c = self.config

@@ -21,6 +21,23 @@ class Parameter(Tensor):
         super().__init__(data, requires_grad=requires_grad)
         self._grad_buffer = None
 
+    def _accumulate_grad(self, g: np.ndarray) -> None:
+        """backward's self.grad += g. An optimizer that manages this parameter gives it
+        `_grad_buffer`, its slice of the optimizer's one flat gradient array: the gradient is
+        written there, so that clipping and the update read one array instead of gathering
+        dozens (see optim.py)."""
+        buffer = self._grad_buffer
+        if self.grad is None:
+            if buffer is not None and buffer.shape == self.data.shape and buffer.dtype == self.data.dtype:
+                np.copyto(buffer, g)
+                self.grad = buffer
+            else:
+                self.grad = np.array(g, dtype=self.dtype)
+        elif self.grad is buffer:  # our own buffer: add in place
+            buffer += g
+        else:
+            self.grad = self.grad + g
+
     def __repr__(self) -> str:
         return f"Parameter(shape={self.shape}, dtype={self.dtype})"
 
