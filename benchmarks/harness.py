@@ -40,7 +40,7 @@ def add_common_args(parser, default_threads: int | None = None) -> None:
                         help="threads for each framework (default: min(2, cores))")
     parser.add_argument("--threading", choices=["tinytorch", "blas", "default"], default="tinytorch",
                         help="how tinytorch uses them: 'tinytorch' (default) splits a training step's "
-                             "batch over them with numpy's BLAS on 1 thread (tinytorch.memory.set_num_threads); "
+                             "batch over them with numpy's BLAS on 1 thread (tinytorch.threads.set_num_threads); "
                              "'blas' leaves them to numpy's BLAS and runs each step in one piece; "
                              "'default' sets nothing: tinytorch's own defaults, as a student's script gets them")
     parser.add_argument("--copilot-embd", type=int, nargs="*", default=[COPILOT_EMBD],

@@ -112,7 +112,7 @@ def sgemm_rate(config, batch, threads, repeats=7) -> float:
     `repeats` timings of all the products one after another."""
     import numpy as np
 
-    from tinytorch.memory import blas_threads, set_blas_threads
+    from tinytorch.threads import blas_threads, set_blas_threads
 
     rng = np.random.default_rng(0)
     operands = []

@@ -32,7 +32,8 @@ def configure_process() -> None:
     handing them back to the kernel and page-faulting them in again (see tinytorch/memory.py;
     the time it saves: benchmarks/README.md). And sets OpenBLAS's thread count at
     run time too (see prefer_one_blas_thread), for a process where numpy was imported first."""
-    from tinytorch.memory import set_blas_threads, tune_malloc
+    from tinytorch.memory import tune_malloc
+    from tinytorch.threads import set_blas_threads
 
     tune_malloc()
     try:

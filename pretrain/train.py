@@ -15,7 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 import tinytorch
-from tinytorch import memory
+from tinytorch import memory, threads
 from tinytorch.checkpoint import check_replaceable
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.optim import AdamW, cosine_lr, weight_decay_groups
@@ -74,7 +74,7 @@ def main(cfg: TrainConfig) -> int:
     out = run_settings.run_folder(cfg)
     with run_lock.hold(out):
         cfg = open_run(cfg, out)
-        with memory.num_threads(cfg.threads or min(2, os.cpu_count() or 1)):
+        with threads.num_threads(cfg.threads or min(2, os.cpu_count() or 1)):
             return train(cfg, out)
 
 

@@ -293,16 +293,16 @@ def test_sample_draws_exactly_what_generator_choice_draws():
 
 
 def test_set_blas_threads_round_trip():
-    from tinytorch import memory
+    from tinytorch import threads
 
-    before = memory.blas_threads()
+    before = threads.blas_threads()
     if before is None:  # not an OpenBLAS we can reach: the setter says so and does nothing
-        assert memory.set_blas_threads(1) is False
+        assert threads.set_blas_threads(1) is False
         return
     try:
-        assert memory.set_blas_threads(1) and memory.blas_threads() == 1
+        assert threads.set_blas_threads(1) and threads.blas_threads() == 1
         a = np.random.default_rng(0).standard_normal((300, 300))
         np.testing.assert_allclose(a @ a.T, (a @ a.T).T, rtol=1e-12)  # BLAS still works
     finally:
-        memory.set_blas_threads(before)
-    assert memory.blas_threads() == before
+        threads.set_blas_threads(before)
+    assert threads.blas_threads() == before

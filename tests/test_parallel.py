@@ -112,23 +112,23 @@ def test_collect_grads_keeps_leaf_grads_apart(rng):
 
 
 def test_set_num_threads_sets_tinytorch_and_blas_threads():
-    before_blas, before = memory.blas_threads(), thread_counts.get_threads()
+    before_blas, before = thread_counts.blas_threads(), thread_counts.get_threads()
     try:
-        memory.set_num_threads(2)
+        thread_counts.set_num_threads(2)
         assert thread_counts.get_threads() == 2
-        assert memory.blas_threads() in (1, None)
+        assert thread_counts.blas_threads() in (1, None)
     finally:
         thread_counts.set_threads(before)
         if before_blas is not None:
-            memory.set_blas_threads(before_blas)
+            thread_counts.set_blas_threads(before_blas)
 
 
 def test_num_threads_restores_both_counts():
-    before_blas, before = memory.blas_threads(), thread_counts.get_threads()
-    with memory.num_threads(before + 1):
+    before_blas, before = thread_counts.blas_threads(), thread_counts.get_threads()
+    with thread_counts.num_threads(before + 1):
         assert thread_counts.get_threads() == before + 1
-        assert memory.blas_threads() in (1, None)
-    assert thread_counts.get_threads() == before and memory.blas_threads() == before_blas
+        assert thread_counts.blas_threads() in (1, None)
+    assert thread_counts.get_threads() == before and thread_counts.blas_threads() == before_blas
 
 
 def test_the_plain_loop_shards_by_itself_and_gives_the_serial_gradients(threads, rng):
@@ -177,7 +177,7 @@ def test_defaults_threads_malloc_and_blas_at_first_use(tmp_path):
         "x = np.arange(32).reshape(4, 8) % 11\n"
         "F.cross_entropy(model(x).reshape(-1, 11), x.reshape(-1)).backward()\n"
         "out['malloc_after'] = memory.malloc_settings()\n"
-        "out['blas'] = memory.blas_threads()\n"
+        "out['blas'] = threads.blas_threads()\n"
         "print(json.dumps(out))\n"
     )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -19,8 +19,7 @@ glibc's defaults, set TINYTORCH_TUNE_MALLOC=0. By hand, with other thresholds:
 The same can be had without code, by setting environment variables before Python starts:
     MALLOC_MMAP_THRESHOLD_=33554432 MALLOC_TRIM_THRESHOLD_=268435456 python -m pretrain ...
 
-Threads: tinytorch.threads (set_num_threads, num_threads, set_blas_threads, blas_threads,
-re-exported here).
+Threads: tinytorch.threads (set_num_threads, num_threads, set_blas_threads, blas_threads).
 """
 
 from __future__ import annotations
@@ -129,6 +128,3 @@ def peak_rss_bytes() -> int:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak if sys.platform == "darwin" else peak * 1024  # macOS reports bytes, Linux KiB
 
-
-# Thread counts live in tinytorch.threads; these names stay here for scripts that import them.
-from .threads import blas_threads, num_threads, set_blas_threads, set_num_threads  # noqa: E402,F401

@@ -9,7 +9,6 @@ benchmarks/README.md). So a training step runs its shards with the BLAS on one t
     tinytorch.threads.set_num_threads(2)   # training steps on 2 threads, numpy's BLAS on 1
     tinytorch.threads.set_num_threads(1)   # everything on one core: a shared machine
 
-(tinytorch.memory.set_num_threads is the same function.)
 """
 
 from __future__ import annotations
