@@ -75,14 +75,14 @@ def main():
     import tinytorch
     from tinytorch.nn import GPT
     from tinytorch.nn import functional as F
-    from tinytorch.optim import AdamW, clip_grad_norm_, weight_decay_groups
+    from tinytorch.optim import AdamW, clip_grad_norm_
 
     print(harness.machine(1, None, "malloc: tinytorch's default (tuned at the first backward)", False))
     (_, _, config), = harness.shapes([args.shape], [harness.COPILOT_EMBD])
     T = args.context or config.n_positions
     tinytorch.manual_seed(0)
     model = GPT(config)
-    optimizer = AdamW(weight_decay_groups(model, 0.1), lr=1e-3)
+    optimizer = AdamW(model.optimizer_groups(0.1), lr=1e-3)
     data = np.random.default_rng(0).integers(0, config.vocab_size, (args.batch, T + 1))
     x, y = data[:, :-1], data[:, 1:]
     V = config.vocab_size

@@ -38,7 +38,7 @@ def tinytorch_steps(config, batch):
     import tinytorch
     from tinytorch.nn import GPT
     from tinytorch.nn import functional as F
-    from tinytorch.optim import AdamW, clip_grad_norm_, weight_decay_groups
+    from tinytorch.optim import AdamW, clip_grad_norm_
     from tinytorch.training import train_step
 
     data = np.random.default_rng(0).integers(0, config.vocab_size, (batch, config.n_positions + 1))
@@ -48,7 +48,7 @@ def tinytorch_steps(config, batch):
     def build():
         tinytorch.manual_seed(0)
         model = GPT(config)
-        return model, AdamW(weight_decay_groups(model, 0.1), lr=1e-3)
+        return model, AdamW(model.optimizer_groups(0.1), lr=1e-3)
 
     model, optimizer = build()
     plain_model, plain_optimizer = build()

@@ -9,7 +9,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 
-from tinytorch.optim import AdamW, cosine_lr, weight_decay_groups
+from tinytorch.optim import AdamW, cosine_lr
 from tinytorch.training import DivergenceError, train_step
 
 
@@ -46,7 +46,7 @@ def train(model, next_batch, steps: int, lr: float, weight_decay: float = 0.0, m
     lock = lock or nullcontext()
     with lock:
         before = {name: value.copy() for name, value in model.state_dict().items()}
-        optimizer = AdamW(weight_decay_groups(model, weight_decay), lr=lr)
+        optimizer = AdamW(model.optimizer_groups(weight_decay), lr=lr)
     model.train()
     start = time.perf_counter()
     try:

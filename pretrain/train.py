@@ -18,7 +18,7 @@ import tinytorch
 from tinytorch import memory, threads
 from tinytorch.checkpoint import check_replaceable
 from tinytorch.nn import GPT, GPTConfig
-from tinytorch.optim import AdamW, cosine_lr, weight_decay_groups
+from tinytorch.optim import AdamW, cosine_lr
 from tinytorch.text import CharTokenizer
 from tinytorch.training import DivergenceError, sample_batch, train_step
 
@@ -146,7 +146,7 @@ def train(cfg: TrainConfig, out: Path) -> int:
     tinytorch.manual_seed(cfg.seed)
     model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd,
                           n_layer=cfg.n_layer, n_head=cfg.n_head, dropout=cfg.dropout))
-    optimizer = AdamW(weight_decay_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    optimizer = AdamW(model.optimizer_groups(cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     provenance = {"model": cfg.model, "command": run_settings.command(cfg), "seed": cfg.seed,
                   "tinytorch_version": tinytorch.__version__, **data_info}
     run = Run(out, cfg, model, optimizer, tokenizer, next_batch, evaluator, np.random.default_rng(cfg.seed),

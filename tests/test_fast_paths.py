@@ -14,7 +14,7 @@ from tinytorch import Tensor
 from tinytorch import fused, kernels
 from tinytorch.gradcheck import gradcheck
 from tinytorch.nn import functional as F
-from tinytorch.optim import SGD, AdamW, clip_grad_norm_, weight_decay_groups
+from tinytorch.optim import SGD, AdamW, clip_grad_norm_
 
 from conftest import textbook_attention, tiny_gpt
 
@@ -148,7 +148,7 @@ def test_backward_writes_parameter_gradients_into_the_optimizer_buffer(rng):
     loss_of(model, data).backward()
     expected = {n: p.grad.copy() for n, p in model.named_parameters()}  # no optimizer: fresh arrays
     model.zero_grad()
-    opt = AdamW(weight_decay_groups(model, 0.1), lr=1e-3)
+    opt = AdamW(model.optimizer_groups(0.1), lr=1e-3)
     loss_of(model, data).backward()
     buffers = [g["grad"] for g in opt.param_groups]
     for name, p in model.named_parameters():
@@ -165,8 +165,8 @@ def test_flat_gradient_training_equals_gathered_gradient_training(rng):
     hand as a separate array (the gather path): identical weights after several steps, also
     when a step leaves some parameters without a gradient (stale buffer slices must count as 0)."""
     fast, slow = tiny_gpt(np.float64, seed=3), tiny_gpt(np.float64, seed=3)
-    opt_fast = AdamW(weight_decay_groups(fast, 0.1), lr=1e-2)
-    opt_slow = AdamW(weight_decay_groups(slow, 0.1), lr=1e-2)
+    opt_fast = AdamW(fast.optimizer_groups(0.1), lr=1e-2)
+    opt_slow = AdamW(slow.optimizer_groups(0.1), lr=1e-2)
     for step in range(6):
         data = rng.integers(0, 11, (2, 9))
         for model, opt in ((fast, opt_fast), (slow, opt_slow)):

@@ -112,7 +112,7 @@ def test_gpt_owns_its_weight_decay_groups():
     import numpy as np
 
     from tinytorch.nn import GPT, GPTConfig
-    from tinytorch.optim import AdamW, weight_decay_groups
+    from tinytorch.optim import AdamW
 
     model = GPT(GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2))
     decay, no_decay = model.optimizer_groups(0.1)
@@ -122,7 +122,7 @@ def test_gpt_owns_its_weight_decay_groups():
     assert {names[id(p)] for p in decay["params"]} == expected and decay["weight_decay"] == 0.1
     assert {names[id(p)] for p in no_decay["params"]} == set(names.values()) - expected
     assert no_decay["weight_decay"] == 0.0
-    assert [len(g["params"]) for g in weight_decay_groups(model, 0.1)] == [8, len(names) - 8]
+    assert [len(g["params"]) for g in model.optimizer_groups(0.1)] == [8, len(names) - 8]
     AdamW(model.optimizer_groups(0.1), lr=1e-3)  # what the optimizer takes
     assert np.all([p.ndim == 2 for p in decay["params"]])
 

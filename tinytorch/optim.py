@@ -174,12 +174,6 @@ class AdamW(Adam):
     decoupled = True
 
 
-def weight_decay_groups(model, weight_decay: float) -> list[dict]:
-    """The model's own parameter groups (GPT.optimizer_groups: which parameters decay is the
-    model's knowledge, not the optimizer's)."""
-    return model.optimizer_groups(weight_decay)
-
-
 def _gradient_arrays(params) -> list:
     """The gradients of `params` as few arrays as possible: an optimizer's whole flat gradient
     buffer when every parameter it covers is in `params` with its gradient there, else one
