@@ -20,7 +20,7 @@ from pretrain.corpus import load_corpus  # noqa: E402
 from pretrain.evaluation import prompt_checks  # noqa: E402
 from tasks.level1 import evaluate_tasks, read_tasks  # noqa: E402
 from pretrain.validate import full_validation  # noqa: E402
-from tinytorch.checkpoint import load_model, load_tokenizer  # noqa: E402
+from tinytorch import pretrained  # noqa: E402
 
 
 def longest_run(text: str) -> int:
@@ -28,7 +28,7 @@ def longest_run(text: str) -> int:
 
 
 def copilot_quality(folder: Path, val_files: list) -> dict:
-    model, tok = load_model(folder), load_tokenizer(folder)
+    model, tok = pretrained.load(folder)
     figures = full_validation(model, tok, val_files)  # what `python -m pretrain.validate` records
     checks = prompt_checks(model, tok)
     sample = tok.decode(model.generate(tok.encode("def "), 300, temperature=0.8, seed=0))
@@ -47,7 +47,7 @@ def main(argv):
     val_files = None
     for folder in folders:
         if (folder / "tasks.txt").exists():
-            answers = evaluate_tasks(load_model(folder), load_tokenizer(folder), read_tasks(folder / "tasks.txt"))
+            answers = evaluate_tasks(*pretrained.load(folder), read_tasks(folder / "tasks.txt"))
             result = {"pairs_right": f"{sum(a['correct'] for a in answers)}/{len(answers)}",
                       "answers": {a["input"]: a["answer"] for a in answers}}
         else:

@@ -18,11 +18,12 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tinytorch import checkpoint
+from tinytorch import checkpoint, locate, pretrained
 from tinytorch.nn import GPT
+from tinytorch.shipped import SHIPPED_DIR
 from tinytorch.text import CharTokenizer
 
-CHECKPOINTS = checkpoint.SHIPPED_DIR
+CHECKPOINTS = SHIPPED_DIR
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 
 MAX_TEXT_CHARS = 100_000  # training text, pasted or uploaded: a few files of your own code
@@ -166,14 +167,14 @@ class ModelStore:
 
     def _load(self, source: str, location: str) -> Loaded:
         """An offered checkpoint: a folder, or the instructor's repo id; any size."""
-        return self._open(source, location, lambda: checkpoint.resolve(location), None)
+        return self._open(source, location, lambda: locate.resolve(location, validate=CharTokenizer.check_config), None)
 
     def _load_hub(self, source: str, repo_id: str) -> Loaded:
         """What a student typed: a Hub repo (never a path on this machine), at most max_parameters."""
         from tinytorch.hub import download
 
         cap = self.max_parameters
-        return self._open(source, repo_id, lambda: download(repo_id, max_parameters=cap), cap)
+        return self._open(source, repo_id, lambda: download(repo_id, max_parameters=cap, validate=CharTokenizer.check_config), cap)
 
     def _open(self, source: str, location: str, fetch, cap) -> Loaded:
         """Load the folder fetch() returns. Errors name what was asked for, never this machine's
@@ -181,8 +182,7 @@ class ModelStore:
         shown, folder = display_name(source), None
         try:
             folder = fetch()
-            model = checkpoint.load_model(folder, max_parameters=cap)
-            tokenizer = checkpoint.load_tokenizer(folder)
+            model, tokenizer = pretrained.load(folder, max_parameters=cap)
             config = checkpoint.read_config(folder)
         except checkpoint.CheckpointError as err:
             message = str(err)
@@ -231,12 +231,12 @@ def check_source(source, offered=()) -> str:
         if "/" not in source:
             raise DemoError(f"The checkpoint {source!r} is not here (checkpoints/{source} is missing). Create it "
                             f"with `python -m pretrain {source}`, or load a Hub repo id.")
-        if not checkpoint.is_repo_id(source):
+        if not locate.is_repo_id(source):
             raise DemoError(f"{display_name(source)!r}: no such checkpoint folder.")
         return source
     # Anything else is a Hub repo id or nothing: whether such a path exists here is never looked
     # at, so the answer cannot tell a student what this machine holds.
-    if not checkpoint.is_repo_id(source):
+    if not locate.is_repo_id(source):
         choices = ", ".join(repr(display_name(o)) for o in offered) or "none"
         raise DemoError(f"{source!r} is not a Hub repo id (like 'user/model': letters, digits, '-', '_', "
                         f"'.', one '/') nor one of the checkpoints offered here ({choices}). "

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tinytorch.checkpoint import SHIPPED_NAMES, save_pretrained
+from tinytorch.checkpoint import save_pretrained
+from tinytorch.shipped import SHIPPED_NAMES
 from tinytorch.evaluate import text_metrics
 from tinytorch.training import DivergenceError, sample_batch
 
@@ -27,7 +28,7 @@ from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, ch
     check_training_text, clone, close_temp_folder, display_name, shipped, temp_folder
 from .curves import curve_frame
 
-# The shipped copilots, the default first (tinytorch.checkpoint names every shipped model).
+# The shipped copilots, the default first (tinytorch.shipped names every shipped model).
 SHIPPED = tuple(name for name in SHIPPED_NAMES if name.startswith("copilot"))
 # Fine-tune defaults: 100 steps are short enough for a class to wait for, and enough to learn an
 # example's names (benchmarks/demo_finetune.py measures both; figures in benchmarks/README.md).

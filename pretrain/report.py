@@ -6,7 +6,8 @@ import io
 import json
 from pathlib import Path
 
-from tinytorch.checkpoint import default_model_card, load_model, load_tokenizer, read_config, save_pretrained
+from tinytorch import pretrained
+from tinytorch.checkpoint import default_model_card, read_config, save_pretrained
 
 from . import run_state
 
@@ -112,7 +113,7 @@ def export_files(model: str) -> tuple[str, ...]:
 def export_checkpoint(out: Path, export: Path, cfg, command: str) -> Path:
     """The best model of run folder `out` as a finished checkpoint folder at `export`."""
     best = run_state.best_step(out) / "model"
-    model, tokenizer = load_model(best), load_tokenizer(best)
+    model, tokenizer = pretrained.load(best)
     config = read_config(best)
     records = run_state.read_metrics(out)
     best_step = config.get("provenance", {}).get("steps", 0)

@@ -282,7 +282,7 @@ def export(cfg: TrainConfig, out: Path) -> None:
     folder = export_checkpoint(out, Path(cfg.export), cfg, command)
     print(f"exported the best model to {folder}", file=sys.stderr)
     if cfg.push_to_hub:
-        from tinytorch.hub import push_folder
+        from tinytorch.pretrained import push_folder
 
         url = push_folder(folder, cfg.push_to_hub, commit_message=f"tinytorch pretrain: {command}")
         print(f"published {folder} to {url}", file=sys.stderr)

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from tinytorch.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, CheckpointError, load_model, load_tokenizer, \
+from tinytorch import pretrained
+from tinytorch.checkpoint import CARD_NAME, CONFIG_NAME, WEIGHTS_NAME, CheckpointError, \
     read_config, write_config
 from tinytorch.evaluate import identifier_completion, text_metrics
 
@@ -67,7 +68,7 @@ def validate(folder, corpus: str = "", command: str = "", show_progress: bool = 
         raise CheckpointError(f"{folder}: was trained on another corpus (fingerprint {recorded['fingerprint'][:16]}, "
                               f"this one {data.fingerprint()[:16]}); pass the same --corpus, or run it with the "
                               "Python whose standard library it was trained on")
-    model, tokenizer = load_model(folder), load_tokenizer(folder)
+    model, tokenizer = pretrained.load(folder)
     total = sum(max(len(tokenizer.encode(text)) - 1, 0) for _, text in data.val)  # the first char is not predicted
     with tqdm(total=total, unit="char", unit_scale=True, desc="scoring", file=sys.stderr,
               disable=not show_progress) as bar:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tinytorch import checkpoint
+from tinytorch import checkpoint, locate
 from tinytorch.checkpoint import CheckpointError, expected_shapes, save_pretrained
 from tinytorch.files import replace_folder
 from tinytorch.nn import GPT, GPTConfig
@@ -216,15 +216,15 @@ def test_resolve_says_which_names_are_neither_folder_nor_repo_id(tmp_path, monke
 def test_shipped_checkpoints_load_by_name_from_any_folder(tmp_path, monkeypatch, no_hub, name):
     shipped = Path(checkpoint.__file__).resolve().parents[1] / "checkpoints" / "copilot-tiny"
     monkeypatch.chdir(tmp_path)  # no checkpoints/ here
-    assert checkpoint.resolve(name) == shipped
-    reference = checkpoint.load_model(shipped)
+    assert locate.resolve(name) == shipped
+    reference = GPT.from_pretrained(shipped)
     np.testing.assert_array_equal(logits(GPT.from_pretrained(name)), logits(reference))
 
 
 def test_a_folder_in_the_working_directory_comes_before_a_shipped_name(tmp_path, monkeypatch, model, tokenizer):
     save_pretrained(model, tmp_path / "copilot", tokenizer=tokenizer)
     monkeypatch.chdir(tmp_path)
-    assert checkpoint.resolve("copilot") == Path("copilot")
+    assert locate.resolve("copilot") == Path("copilot")
     np.testing.assert_array_equal(logits(GPT.from_pretrained("copilot")), logits(model.eval()))
 
 

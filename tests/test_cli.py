@@ -293,7 +293,7 @@ def test_ctrl_c_is_one_line_and_status_130(capsys, folder, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("tinytorch.checkpoint.load_model", interrupted)
+    monkeypatch.setattr("tinytorch.pretrained.load", interrupted)
     assert run(capsys, "generate", folder, "a") == (130, "", "error: interrupted\n")
 
 

@@ -17,7 +17,8 @@ from demos import common, copilot_ui, curves
 from demos import copilot as C
 from demos.level1 import FROM_SCRATCH, Level1
 from tasks import level1 as tasks
-from tinytorch.checkpoint import SHIPPED_DIR, read_config
+from tinytorch.checkpoint import read_config
+from tinytorch.shipped import SHIPPED_DIR
 
 from test_demos import folders  # noqa: F401  (fixture)
 from test_demos_app import client, served  # noqa: F401  (fixtures)
@@ -46,7 +47,7 @@ def test_curve_frame_parameter_count_and_shipped_are_defined_once():
 
 
 def test_the_copilots_offered_come_from_the_checkpoints_shipped_list():
-    assert C.SHIPPED == ("copilot", "copilot-tiny")  # tinytorch.checkpoint.SHIPPED_NAMES, level1 left out
+    assert C.SHIPPED == ("copilot", "copilot-tiny")  # tinytorch.shipped.SHIPPED_NAMES, level1 left out
     assert C.offered() == ["copilot", "copilot-tiny"]  # both are shipped in checkpoints/
     assert C.offered("me/mine") == ["me/mine", "copilot", "copilot-tiny"]
     assert C.offered("copilot-tiny") == ["copilot-tiny", "copilot"]

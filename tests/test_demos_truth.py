@@ -17,7 +17,8 @@ from demos import names, views
 from demos.common import examples
 from demos.curves import curve_frame
 from demos.copilot import Copilot
-from tinytorch.checkpoint import SHIPPED_DIR, read_config
+from tinytorch.checkpoint import read_config
+from tinytorch.shipped import SHIPPED_DIR
 from tinytorch.nn import GPT
 
 from test_demos import finetune, folders, same, weights  # noqa: F401  (fixture)

@@ -19,13 +19,14 @@ from huggingface_hub.utils import _http  # noqa: E402
 from tinytorch import hub as tt_hub  # noqa: E402
 from tinytorch.checkpoint import CheckpointError, save_pretrained  # noqa: E402
 from tinytorch.nn import GPT  # noqa: E402
+from tinytorch.pretrained import push_folder  # noqa: E402
 from tinytorch.text import CharTokenizer  # noqa: E402
 
 from conftest import tiny_gpt  # noqa: E402
 from hub_server import FakeHub  # noqa: E402
 
 TOKEN = "hf_FakeSecretTokenThatMustNeverBeShown"
-from tinytorch.checkpoint import SHIPPED  # noqa: E402
+from tinytorch.shipped import SHIPPED  # noqa: E402
 IDS = np.array([[2, 3, 4, 5, 6, 7, 8, 9]])
 
 
@@ -250,7 +251,7 @@ def test_push_to_an_unreachable_hub_fails_at_once(hub_env, tmp_path, tokenizer):
     hub_env.stop()
     with pytest.raises(CheckpointError, match=r"^me/tiny: could not reach the Hub \(http://127\.0\.0\.1:\d+\); "
                        "check the connection and push again$"):
-        tt_hub.push_folder(folder, "me/tiny")
+        push_folder(folder, "me/tiny")
     assert hub_env.requests == []
 
 
@@ -282,11 +283,11 @@ def test_push_then_from_pretrained_gives_identical_logits(hub_env, tokenizer, ca
 def test_push_folder_publishes_the_checkpoint_only(hub_env, tmp_path, tokenizer):
     folder = save_pretrained(tiny_gpt(), tmp_path / "ckpt", tokenizer=tokenizer,
                              extra_files={"loss.svg": "<svg/>", ".DS_Store": b"\0", "optimizer.safetensors": b"x"})
-    tt_hub.push_folder(folder, "me/secret", private=True, commit_message="first")
+    push_folder(folder, "me/secret", private=True, commit_message="first")
     assert sorted(hub_env.files("me/secret")) == [".gitattributes", "README.md", "config.json", "loss.svg",
                                                   "model.safetensors"]
     assert hub_env.repos["me/secret"].private and hub_env.commits("me/secret")[-1].message == "first"
-    tt_hub.push_folder(folder, "me/secret")  # the repo exists already: fine, and nothing changed
+    push_folder(folder, "me/secret")  # the repo exists already: fine, and nothing changed
     assert len(hub_env.commits("me/secret")) == 2
 
 
@@ -294,9 +295,9 @@ def test_push_refuses_a_broken_folder_before_contacting_the_hub(hub_env, tmp_pat
     folder = save_pretrained(tiny_gpt(), tmp_path / "ckpt", tokenizer=tokenizer)
     (folder / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="truncated or corrupt"):
-        tt_hub.push_folder(folder, "me/broken")
+        push_folder(folder, "me/broken")
     with pytest.raises(CheckpointError, match="no such checkpoint folder"):
-        tt_hub.push_folder(tmp_path / "nope", "me/broken")
+        push_folder(tmp_path / "nope", "me/broken")
     assert hub_env.requests == []
 
 

@@ -6,18 +6,10 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tinytorch"
 
-# Imports that point up, each named (ARCHITECTURE.md says why):
-ALLOWED = {
-    # tensor.py binds Tensor's operators to the primitives of functions.py, which subclass
-    # tensor's Function: one unit in two files (as tinygrad's tensor.py and function.py)
-    ("tinytorch.tensor", "tinytorch.functions"),
-    # GPT.from_pretrained / save_pretrained / push_to_hub and CharTokenizer's: the API users
-    # type, a function-level import of the one module that knows both the model and the tokenizer
-    ("tinytorch.nn.gpt", "tinytorch.checkpoint"),
-    ("tinytorch.text", "tinytorch.checkpoint"),
-    # a Hub repo id given to from_pretrained or push_to_hub: the optional Hub client, in the function
-    ("tinytorch.checkpoint", "tinytorch.hub"),
-}
+# The one import that points up: tensor.py binds Tensor's operators to the primitives of
+# functions.py, which subclass tensor's Function: one unit in two files (as tinygrad's tensor.py
+# and function.py)
+ALLOWED = {("tinytorch.tensor", "tinytorch.functions")}
 
 
 def module_name(path: Path) -> str:

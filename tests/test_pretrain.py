@@ -10,7 +10,8 @@ import pytest
 import pretrain.train
 from pretrain.__main__ import run
 from tasks.level1 import DEFAULT_TASKS
-from tinytorch.checkpoint import load_model, load_tokenizer
+from tinytorch import pretrained
+from tinytorch.nn import GPT
 
 CODE = '''def add_numbers(first, second):
     """Return the sum of two numbers."""
@@ -51,7 +52,7 @@ def train_records(out):
 def test_level1_trains_to_every_pair_and_exports(tmp_path):
     export = tmp_path / "level1"
     assert run(["level1", "--out", str(tmp_path / "run"), "--export", str(export), "--quiet"]) == 0
-    model, tok = load_model(export), load_tokenizer(export)
+    model, tok = pretrained.load(export)
     for given, expected in DEFAULT_TASKS:
         prompt = tok.encode(given + ">")
         assert tok.decode(model.generate(prompt, 4, temperature=0.0)[len(prompt):]) == expected
@@ -81,7 +82,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus, monkeypatch):
     a, b = train_records(straight), train_records(resumed)
     assert [r["step"] for r in b] == list(range(1, 21))
     assert [r["loss"] for r in a] == [r["loss"] for r in b]  # exactly: same data, same RNG
-    final_a, final_b = load_model(straight / "step-000020" / "model"), load_model(resumed / "step-000020" / "model")
+    final_a, final_b = GPT.from_pretrained(straight / "step-000020" / "model"), GPT.from_pretrained(resumed / "step-000020" / "model")
     for (name, x), y in zip(final_a.state_dict().items(), final_b.state_dict().values()):
         np.testing.assert_array_equal(x, y, err_msg=name)
     assert sorted(p.name for p in resumed.glob("step-*")) == ["step-000015", "step-000020"]  # --keep 2
@@ -147,5 +148,5 @@ def test_diverging_run_stops_with_the_step_and_keeps_the_last_good_checkpoint(tm
     assert "training diverged at step" in err and "learning rate" in err
     latest = (out / "latest").read_text().strip() if (out / "latest").exists() else None
     if latest:  # whatever was saved before the blow-up is complete and loadable
-        model = load_model(out / latest / "model")
+        model = GPT.from_pretrained(out / latest / "model")
         assert all(np.isfinite(v).all() for v in model.state_dict().values())

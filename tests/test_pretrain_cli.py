@@ -14,7 +14,8 @@ from pretrain.__main__ import run
 from pretrain.config import HELP, PRESETS, TrainConfig
 from pretrain.corpus import load_corpus
 from pretrain.validate import validate
-from tinytorch.checkpoint import CheckpointError, load_model, load_tokenizer
+from tinytorch import pretrained
+from tinytorch.checkpoint import CheckpointError
 from tinytorch.evaluate import identifier_completion, text_metrics
 
 from test_pretrain import corpus, tiny_copilot_args  # noqa: F401  (fixture)
@@ -83,7 +84,7 @@ def test_validate_records_the_figures_on_every_validation_file(tmp_path, corpus)
     figures = validate(export, str(corpus), command="python -m pretrain.validate export")
 
     val_texts = [text for _, text in load_corpus(str(corpus)).val]
-    model, tokenizer = load_model(export), load_tokenizer(export)
+    model, tokenizer = pretrained.load(export)
     metrics = text_metrics(model, tokenizer, val_texts)
     assert figures == {
         "files": len(val_texts), "characters": sum(len(t) - 1 for t in val_texts),

@@ -13,7 +13,7 @@ import pytest
 
 import pretrain.run_state
 from pretrain.__main__ import run
-from tinytorch.checkpoint import load_model
+from tinytorch.nn import GPT
 
 from test_pretrain import corpus, tiny_copilot_args, train_records  # noqa: F401  (fixture)
 
@@ -35,7 +35,7 @@ def assert_latest_is_complete(out: Path):
         return None
     folder = out / pointer.read_text().strip()
     state = json.loads((folder / "trainer_state.json").read_text())
-    model = load_model(folder / "model")  # every tensor present, right shapes, not truncated
+    model = GPT.from_pretrained(folder / "model")  # every tensor present, right shapes, not truncated
     assert all(np.isfinite(v).all() for v in model.state_dict().values())
     return state["step"]
 
@@ -71,8 +71,8 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     assert [r["step"] for r in b] == list(range(1, steps + 1)), f"logged steps: {[r['step'] for r in b]}"
     differ = [r["step"] for r, q in zip(a, b) if r["loss"] != q["loss"]]
     assert not differ, f"losses differ from the uninterrupted run's at steps {differ[:10]} (kills at {progress})"
-    final_a = load_model(straight / f"step-{steps:06d}" / "model").state_dict()
-    final_b = load_model(killed / f"step-{steps:06d}" / "model").state_dict()
+    final_a = GPT.from_pretrained(straight / f"step-{steps:06d}" / "model").state_dict()
+    final_b = GPT.from_pretrained(killed / f"step-{steps:06d}" / "model").state_dict()
     for name in final_a:
         np.testing.assert_array_equal(final_a[name], final_b[name], err_msg=name)
     assert not list(killed.glob(".step-*"))  # no temporary folder outlives a resume

@@ -15,7 +15,7 @@ from safetensors import SafetensorError
 
 import pretrain.train
 from pretrain.__main__ import run
-from tinytorch.checkpoint import load_model
+from tinytorch.nn import GPT
 
 from test_pretrain import corpus, tiny_copilot_args, train_records  # noqa: F401  (fixture)
 from test_pretrain_reliability import args_for, start
@@ -27,7 +27,7 @@ def listing(out: Path) -> dict:
 
 
 def final_weights(out: Path, step: int) -> dict:
-    return load_model(out / f"step-{step:06d}" / "model").state_dict()
+    return GPT.from_pretrained(out / f"step-{step:06d}" / "model").state_dict()
 
 
 def assert_same_run(a: Path, b: Path, steps: int):

@@ -106,11 +106,11 @@ def test_sizes_beyond_their_bounds_are_refused_before_any_allocation(folder, mon
 
 def test_the_parameter_cap_is_computed_from_the_config(folder, monkeypatch):
     count = checkpoint.parameter_count(GPTConfig(vocab_size=11, n_positions=8, n_embd=8, n_layer=2, n_head=2))
-    assert checkpoint.load_model(folder, max_parameters=count).config.n_layer == 2  # at the cap: loads
+    assert GPT.from_pretrained(folder, max_parameters=count).config.n_layer == 2  # at the cap: loads
     monkeypatch.setattr(checkpoint, "read_tensor_index", lambda *a, **k: pytest.fail("read the weights"))
     with pytest.raises(CheckpointError, match=f"describes a model of {count:,} parameters; the limit here is "
                                               f"{count - 1:,}$"):
-        checkpoint.load_model(folder, max_parameters=count - 1)
+        GPT.from_pretrained(folder, max_parameters=count - 1)
 
 
 def test_a_weights_file_larger_than_its_config_can_need_is_not_read(folder, monkeypatch):

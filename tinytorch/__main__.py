@@ -93,10 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
 # ----------------------------------------------------------------------------- commands
 def load(checkpoint: str, revision: str | None):
     """(model, tokenizer) of one checkpoint, fetched once when it is a Hub repo id."""
-    from .checkpoint import load_model, load_tokenizer, resolve
+    from .pretrained import load as load_pretrained
 
-    folder = resolve(checkpoint, revision)
-    return load_model(folder), load_tokenizer(folder)
+    return load_pretrained(checkpoint, revision)
 
 
 def generate(args) -> None:
@@ -176,12 +175,13 @@ def evaluate(args) -> None:
 
 def download(args) -> None:
     from .hub import download
+    from .text import CharTokenizer
 
-    print(download(args.repo_id, revision=args.revision, to=args.to))
+    print(download(args.repo_id, revision=args.revision, to=args.to, validate=CharTokenizer.check_config))
 
 
 def push(args) -> None:
-    from .hub import push_folder
+    from .pretrained import push_folder
 
     print(push_folder(args.checkpoint, args.repo_id, private=args.private, commit_message=args.message))
 

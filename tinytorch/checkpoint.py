@@ -1,4 +1,4 @@
-"""Checkpoints: a folder in the Hugging Face layout, from a local path or a Hub repo id.
+"""The checkpoint format: a folder in the Hugging Face layout, read, checked and written.
 
     config.json         GPT-2's config keys (as transformers names them), the tokenizer, provenance
     model.safetensors   float32 weights under GPT-2's names; the head is tied to transformer.wte
@@ -12,6 +12,10 @@ shape and dtype (from the safetensors header alone), and only then reads the wei
 any that are not finite. Saving writes a temporary
 sibling folder and renames it into place, so an interrupted save never leaves a half-written
 checkpoint where a good one stood.
+
+This module knows the files and GPTConfig, not the classes: GPT.from_pretrained
+(tinytorch.nn.hub_mixin) and CharTokenizer.from_pretrained (tinytorch.text) build themselves from
+what it reads, and tinytorch.locate finds the folder a name or Hub repo id means.
 """
 
 from __future__ import annotations
@@ -20,15 +24,12 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .files import replace_folder
-from .nn.gpt import GPT, GPTConfig
-from .shipped import SHIPPED, SHIPPED_DIR, SHIPPED_NAMES, shipped_folder  # noqa: F401 (names callers import from here)
-from .text import CharTokenizer
+from .gpt_config import GPTConfig
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -60,8 +61,9 @@ class CheckpointError(ValueError):
 
 
 # ===================================================================== config.json
-def config_dict(model: GPT, tokenizer: CharTokenizer | None = None, provenance: dict | None = None) -> dict:
-    """config.json: GPT-2's keys under transformers' names, then the tokenizer and provenance."""
+def config_dict(model, tokenizer_entry: dict | None = None, provenance: dict | None = None) -> dict:
+    """config.json of a GPT (`model.config`): GPT-2's keys under transformers' names, then the
+    tokenizer's entry (CharTokenizer.to_dict()) and provenance."""
     c = model.config
     values = {
         "model_type": "gpt2",
@@ -86,10 +88,8 @@ def config_dict(model: GPT, tokenizer: CharTokenizer | None = None, provenance: 
         "dropout": c.dropout,
         "library_name": "tinytorch",
     }
-    if tokenizer is not None:
-        if tokenizer.vocab_size != c.vocab_size:
-            raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model's vocab_size is {c.vocab_size}")
-        values["tokenizer"] = tokenizer.to_dict()
+    if tokenizer_entry is not None:
+        values["tokenizer"] = tokenizer_entry
     if provenance:
         values["provenance"] = provenance
     return values
@@ -148,7 +148,7 @@ def _number(value) -> str:
     return f"{value:,}" if abs(value) < 10**18 else "more than 10^18"
 
 
-def _shown(value) -> str:
+def shown_value(value) -> str:
     """Any JSON value for a message, short."""
     return _number(value) if isinstance(value, int) and not isinstance(value, bool) else f"{value!r:.40}"
 
@@ -179,14 +179,6 @@ def config_from_dict(values: dict, path, max_parameters: int | None = MAX_PARAME
     if max_parameters is not None and (count := parameter_count(config)) > max_parameters:
         raise CheckpointError(f"{path}: describes a model of {count:,} parameters; the limit here is "
                               f"{max_parameters:,}")
-    return config
-
-
-def check_config(values: dict, path, max_parameters: int | None = MAX_PARAMETERS) -> GPTConfig:
-    """config_from_dict, and the tokenizer entry (when there is one) checked against vocab_size."""
-    config = config_from_dict(values, path, max_parameters)
-    if "tokenizer" in values:
-        tokenizer_from_values(values, path)
     return config
 
 
@@ -267,7 +259,7 @@ def _is_checkpoint_config(directory: Path) -> bool:
     return "tokenizer" in values or all(key in values for key in REQUIRED_KEYS)
 
 
-def save_pretrained(model: GPT, directory, tokenizer: CharTokenizer | None = None, provenance: dict | None = None,
+def save_pretrained(model, directory, tokenizer=None, provenance: dict | None = None,
                     model_card: str | None = None, extra_files: dict | None = None) -> Path:
     """Write `model` (and its tokenizer) as a checkpoint folder, replacing `directory` atomically.
 
@@ -276,9 +268,14 @@ def save_pretrained(model: GPT, directory, tokenizer: CharTokenizer | None = Non
     extra_files: {name: bytes or str} written beside (a loss curve, metrics.jsonl, ...).
     """
     check_replaceable(directory, files=extra_files or ())
+    vocab_size = model.config.vocab_size
     if tokenizer is None:
-        tokenizer = _existing_tokenizer(Path(directory), model.config.vocab_size)
-    config = config_dict(model, tokenizer, provenance)
+        entry = saved_tokenizer_entry(Path(directory), vocab_size)
+    elif tokenizer.vocab_size != vocab_size:
+        raise ValueError(f"tokenizer has {tokenizer.vocab_size} ids but the model's vocab_size is {vocab_size}")
+    else:
+        entry = tokenizer.to_dict()
+    config = config_dict(model, entry, provenance)
     reserved = {CONFIG_NAME, WEIGHTS_NAME, CARD_NAME}
 
     def write(folder: Path):
@@ -295,23 +292,15 @@ def save_pretrained(model: GPT, directory, tokenizer: CharTokenizer | None = Non
     return Path(directory)
 
 
-def _existing_tokenizer(directory: Path, vocab_size: int) -> CharTokenizer | None:
+def saved_tokenizer_entry(directory: Path, vocab_size: int) -> dict | None:
+    """The tokenizer entry already in directory/config.json when it is for `vocab_size` ids
+    (CharTokenizer.save_pretrained records its vocab_size beside it), else None."""
     try:
-        tokenizer = tokenizer_from_folder(directory)
-    except CheckpointError:  # no folder, no config, no tokenizer in it: nothing to keep
+        values = read_config(directory)
+    except CheckpointError:  # no folder, no config: nothing to keep
         return None
-    return tokenizer if tokenizer.vocab_size == vocab_size else None
-
-
-def save_tokenizer(tokenizer: CharTokenizer, directory) -> None:
-    """Put the tokenizer into directory/config.json, keeping whatever else it holds."""
-    path = Path(directory) / CONFIG_NAME
-    values = read_config(directory) if path.exists() else {}
-    if "vocab_size" in values and values["vocab_size"] != tokenizer.vocab_size:
-        raise CheckpointError(
-            f"{path}: the model's vocab_size is {values['vocab_size']} but the tokenizer has {tokenizer.vocab_size} ids")
-    values["tokenizer"] = tokenizer.to_dict()
-    write_config(directory, values)
+    entry = values.get("tokenizer")
+    return entry if isinstance(entry, dict) and values.get("vocab_size") == vocab_size else None
 
 
 def write_config(directory, values: dict) -> None:
@@ -321,61 +310,6 @@ def write_config(directory, values: dict) -> None:
     tmp = path.with_name(f".{CONFIG_NAME}.tmp")
     tmp.write_text(_dumps(values), encoding="utf-8")
     os.replace(tmp, path)
-
-
-# ===================================================================== finding a checkpoint
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
-
-
-def is_repo_id(name: str) -> bool:
-    """'org/name' or 'name', as the Hub allows: no paths, no URLs, no '..'."""
-    return bool(_REPO_ID.match(name)) and ".." not in name and not name.endswith((".", "-"))
-
-
-def looks_like_path(name: str) -> bool:
-    """Names that can only mean a folder on this machine: './x', '../x', '/x', '~/x', 'a/b/c', 'x/',
-    'checkpoints/x', a bare 'x' (a repo id has an owner), or 'a/b' where the folder a exists."""
-    if name.startswith((".", "/", "~", "checkpoints/")) or name.endswith("/") or "\\" in name or name.count("/") != 1:
-        return True
-    return Path(name).expanduser().parent.is_dir()
-
-
-def checkpoint_in(folder: Path) -> Path:
-    """`folder`, or the one checkpoint folder inside it: where a downloaded zip was unpacked into
-    a folder of its own, the folder it was unpacked into loads too."""
-    if (folder / CONFIG_NAME).is_file():
-        return folder
-    inner = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))]
-    if len(inner) == 1 and (inner[0] / CONFIG_NAME).is_file():
-        return inner[0]
-    return folder  # loading says what is missing
-
-
-def resolve(path_or_repo_id, revision: str | None = None, max_parameters: int | None = MAX_PARAMETERS) -> Path:
-    """The local folder of a checkpoint: a folder that exists, a shipped checkpoint by name, or the
-    Hub download of a repo id ('user/model'; its config.json is checked, with `max_parameters`,
-    before the weights are fetched). A path that names no folder fails at once."""
-    name = str(path_or_repo_id)
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return checkpoint_in(local)
-    if local.exists():
-        raise CheckpointError(f"{name}: is a file; a checkpoint is a folder holding {CONFIG_NAME} and {WEIGHTS_NAME}")
-    shipped = shipped_folder(name)
-    if shipped is not None:
-        if not shipped.is_dir():
-            raise CheckpointError(f"{name}: the shipped checkpoint is missing ({shipped}); make it with "
-                                  f"`python -m pretrain {shipped.name} --export {shipped}`")
-        return shipped
-    # A bare "copilot2" is a misspelled folder far more often than a legacy un-namespaced repo, and
-    # "runs/copilot" where ./runs exists is a folder not made yet, not an organisation's repo.
-    if looks_like_path(name) or not is_repo_id(name):
-        raise CheckpointError(
-            f"{name}: no such checkpoint folder (in {os.getcwd()}); shipped checkpoints: {SHIPPED}; "
-            "a Hub repo id looks like 'user/model'")
-    from .hub import download
-
-    return download(name, revision=revision, max_parameters=max_parameters)
 
 
 # ===================================================================== loading
@@ -480,66 +414,3 @@ def load_weights(folder, config: GPTConfig | None = None) -> dict:
                                   "the checkpoint is damaged (saved after training diverged?)")
     return {name: value.astype(np.float32, copy=False) for name, value in weights.items()
             if not MASK_BUFFERS.match(name)}
-
-
-def tokenizer_from_folder(folder: Path) -> CharTokenizer:
-    return tokenizer_from_values(read_config(folder), Path(folder) / CONFIG_NAME)
-
-
-def tokenizer_from_values(values: dict, path) -> CharTokenizer:
-    """The tokenizer of a config.json's values, checked against its vocab_size; `path` names the file."""
-    if "tokenizer" not in values:
-        raise CheckpointError(f"{path}: holds no 'tokenizer' entry; this checkpoint has no character vocabulary")
-    try:
-        tokenizer = CharTokenizer.from_dict(values["tokenizer"])
-    except (TypeError, ValueError, AttributeError) as err:
-        raise CheckpointError(f"{path}: bad 'tokenizer' entry ({err})") from None
-    if "vocab_size" in values and tokenizer.vocab_size != values["vocab_size"]:
-        raise CheckpointError(
-            f"{path}: the tokenizer has {tokenizer.vocab_size} ids but vocab_size is {_shown(values['vocab_size'])}")
-    return tokenizer
-
-
-def load_model(path_or_repo_id, revision: str | None = None, max_parameters: int | None = MAX_PARAMETERS) -> GPT:
-    """Validate a checkpoint folder (config and its bounds, tokenizer, every tensor's name, shape,
-    dtype and finiteness), then build it. max_parameters: refuse bigger models (None: no cap)."""
-    folder = resolve(path_or_repo_id, revision, max_parameters)
-    config = check_config(read_config(folder), folder / CONFIG_NAME, max_parameters)
-    weights = load_weights(folder, config)
-    model = GPT(config)
-    try:
-        model.load_state_dict(weights)
-    except ValueError as err:  # check_tensors has seen to this already; kept as a second guard
-        raise CheckpointError(f"{folder / WEIGHTS_NAME}: {err}") from None
-    check_outputs_finite(model, folder / WEIGHTS_NAME)
-    return model.eval()
-
-
-def check_outputs_finite(model: GPT, path) -> None:
-    """One forward pass over a few tokens: finite weights can still be so large that the logits
-    overflow, and then generation writes nothing and evaluation reports NaN."""
-    from .tensor import no_grad
-
-    T = min(8, model.config.n_positions)
-    ids = np.arange(T).reshape(1, T) % model.config.vocab_size  # (1, T)
-    with no_grad():
-        logits = model.eval()(ids).data  # (1, T, V)
-    if not np.isfinite(logits).all():
-        raise CheckpointError(f"{path}: the weights are finite but so large that the model's outputs overflow "
-                              "(NaN or infinite logits); the checkpoint is damaged")
-
-
-def load_tokenizer(path_or_repo_id, revision: str | None = None) -> CharTokenizer:
-    return tokenizer_from_folder(resolve(path_or_repo_id, revision))
-
-
-def push_to_hub(model: GPT, repo_id: str, tokenizer: CharTokenizer | None = None, private: bool = False,
-                token: str | None = None, commit_message: str = "Upload tinytorch GPT", endpoint: str | None = None,
-                **save_kwargs) -> str:
-    """Save to a temporary folder and publish it as `repo_id`; returns the commit URL."""
-    from .hub import push_folder
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = save_pretrained(model, Path(tmp) / "checkpoint", tokenizer=tokenizer, **save_kwargs)
-        return push_folder(folder, repo_id, private=private, token=token, commit_message=commit_message,
-                           endpoint=endpoint)

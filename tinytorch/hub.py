@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import time
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .checkpoint import (CARD_NAME, CONFIG_NAME, MAX_CONFIG_BYTES, MAX_PARAMETERS, WEIGHTS_NAME, CheckpointError,
-                         check_config, check_replaceable, max_weights_bytes, read_config)
+                         check_replaceable, config_from_dict, max_weights_bytes, read_config)
 from .files import replace_folder
 from .shipped import SHIPPED
 
@@ -58,6 +56,9 @@ FORGET_SECONDS = 60.0  # a failed probe is trusted this long: a page that asks a
 def reachable(endpoint: str) -> bool:
     """Whether one TCP connection to the Hub (or to the proxy the environment names for it) opens
     within PROBE_SECONDS. The client itself would retry an unreachable Hub for about 25 seconds."""
+    import socket
+    import urllib.request  # here, not at the top: loading a local checkpoint never needs them (~15 ms)
+
     failed = _UNREACHABLE.get(endpoint)
     if failed is not None and time.monotonic() - failed < FORGET_SECONDS:
         return False
@@ -83,12 +84,15 @@ def unreachable_error(where: str, endpoint: str) -> CheckpointError:
 
 
 def download(repo_id: str, revision: str | None = None, to=None, *, endpoint: str | None = None,
-             cache_dir=None, token: str | None = None, max_parameters: int | None = MAX_PARAMETERS) -> Path:
+             cache_dir=None, token: str | None = None, max_parameters: int | None = MAX_PARAMETERS,
+             validate=None) -> Path:
     """Fetch config.json, model.safetensors and (if the repo has one) README.md of `repo_id`.
 
     config.json comes first and is checked (its size, its values, the parameter count against
-    `max_parameters`; None: no cap) before the weights are fetched, and so is the weights file's
-    size: a repo that is not a tinytorch checkpoint, or is too big, costs one small download.
+    `max_parameters`; None: no cap; then `validate(values, label)`, which raises CheckpointError
+    for what else its caller requires, such as CharTokenizer.check_config for the tokenizer entry)
+    before the weights are fetched, and so is the weights file's size: a repo that is not a
+    tinytorch checkpoint, or is too big, costs one small download.
     Files land in the standard Hub cache (or `cache_dir`) and are served from it offline. All of
     them come from one commit: the one config.json was found at. Returns the snapshot folder, or
     `to` when given (a copy of the snapshot, replaced atomically). Errors name the repo's files
@@ -127,7 +131,10 @@ def download(repo_id: str, revision: str | None = None, to=None, *, endpoint: st
     config = fetch(CONFIG_NAME, revision, MAX_CONFIG_BYTES)
     commit = config.parent.name  # the cache keeps files under snapshots/<commit sha>/
     label = f"{repo_id}/{CONFIG_NAME}"
-    model_config = check_config(read_config(config.parent, label), label, max_parameters)
+    values = read_config(config.parent, label)
+    model_config = config_from_dict(values, label, max_parameters)
+    if validate is not None:
+        validate(values, label)
     fetch(WEIGHTS_NAME, commit, max_weights_bytes(model_config))
     try:
         fetch(CARD_NAME, commit, MAX_CONFIG_BYTES)
@@ -147,21 +154,12 @@ def download(repo_id: str, revision: str | None = None, to=None, *, endpoint: st
     return Path(to)
 
 
-def push_folder(folder, repo_id: str, private: bool = False, token: str | None = None,
-                commit_message: str = "Upload tinytorch checkpoint", *, endpoint: str | None = None) -> str:
-    """Publish the checkpoint `folder` as model repo `repo_id` (created if needed); returns the commit URL.
-
-    The folder is loaded first, so a checkpoint that would not load is never published.
+def upload_folder(folder, repo_id: str, private: bool = False, token: str | None = None,
+                  commit_message: str = "Upload tinytorch checkpoint", *, endpoint: str | None = None) -> str:
+    """Publish `folder` as model repo `repo_id` (created if needed); returns the commit URL. The
+    caller has checked that the folder loads (tinytorch.pretrained.push_folder, GPT.push_to_hub).
     token: by default HF_TOKEN, else the one `hf auth login` saved.
     """
-    from .checkpoint import load_model, load_tokenizer, read_config
-
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"{folder}: no such checkpoint folder")
-    load_model(folder)
-    if "tokenizer" in read_config(folder):
-        load_tokenizer(folder)
     hf = _client()
     token = token or hf.get_token()
     if not token:

@@ -6,6 +6,9 @@ import json
 import string
 from pathlib import Path
 
+from .checkpoint import CONFIG_NAME, CheckpointError, read_config, shown_value, write_config
+from .locate import resolve
+
 PAD, UNK = "<pad>", "<unk>"
 PAD_ID, UNK_ID = 0, 1
 UNK_CHAR = "\ufffd"  # how an unknown id decodes: one character, so text and ids stay aligned
@@ -114,15 +117,38 @@ class CharTokenizer:
     @classmethod
     def from_pretrained(cls, path_or_repo_id: str, revision: str | None = None) -> "CharTokenizer":
         """The tokenizer stored in a checkpoint folder's config.json (local path or Hub repo id)."""
-        from .checkpoint import load_tokenizer
+        folder = resolve(path_or_repo_id, revision, validate=cls.check_config)
+        return cls.from_config(read_config(folder), folder / CONFIG_NAME)
 
-        return load_tokenizer(path_or_repo_id, revision=revision)
+    @classmethod
+    def check_config(cls, values: dict, path) -> None:
+        """Raise CheckpointError when a config.json's tokenizer entry, if it has one, does not load."""
+        if "tokenizer" in values:
+            cls.from_config(values, path)
+
+    @classmethod
+    def from_config(cls, values: dict, path) -> "CharTokenizer":
+        """The tokenizer of a config.json's values, checked against its vocab_size; `path` names the file."""
+        if "tokenizer" not in values:
+            raise CheckpointError(f"{path}: holds no 'tokenizer' entry; this checkpoint has no character vocabulary")
+        try:
+            tokenizer = cls.from_dict(values["tokenizer"])
+        except (TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"{path}: bad 'tokenizer' entry ({err})") from None
+        if "vocab_size" in values and tokenizer.vocab_size != values["vocab_size"]:
+            raise CheckpointError(f"{path}: the tokenizer has {tokenizer.vocab_size} ids but vocab_size is "
+                                  f"{shown_value(values['vocab_size'])}")
+        return tokenizer
 
     def save_pretrained(self, directory) -> None:
-        """Write (or update) the tokenizer in `directory`/config.json."""
-        from .checkpoint import save_tokenizer
-
-        save_tokenizer(self, directory)
+        """Put the tokenizer (and its vocab_size) into directory/config.json, keeping whatever else it holds."""
+        path = Path(directory) / CONFIG_NAME
+        values = read_config(directory) if path.exists() else {}
+        if values.get("vocab_size", self.vocab_size) != self.vocab_size:
+            raise CheckpointError(
+                f"{path}: the model's vocab_size is {values['vocab_size']} but the tokenizer has {self.vocab_size} ids")
+        values.update(vocab_size=self.vocab_size, tokenizer=self.to_dict())
+        write_config(directory, values)
 
     def __eq__(self, other) -> bool:
         return isinstance(other, CharTokenizer) and self.to_dict() == other.to_dict()

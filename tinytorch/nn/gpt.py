@@ -8,44 +8,14 @@ in either direction.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-
 import numpy as np
 
+from ..gpt_config import GPTConfig
 from . import functional as F
 from .attention import CausalSelfAttention, KVCache
+from .hub_mixin import ModelHubMixin
 from .layers import GELU, Dropout, Embedding, LayerNorm, Linear
 from .module import Module, ModuleDict, ModuleList
-
-
-@dataclass
-class GPTConfig:
-    vocab_size: int = 98
-    n_positions: int = 64  # the context window: the most positions the model ever sees
-    n_embd: int = 32
-    n_layer: int = 2
-    n_head: int = 2
-    dropout: float = 0.0
-    layer_norm_epsilon: float = 1e-5
-
-    def __post_init__(self):
-        for name in ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
-        if self.n_embd % self.n_head:
-            raise ValueError(f"n_embd ({self.n_embd}) must be a multiple of n_head ({self.n_head})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GPTConfig":
-        """Build from a dict, ignoring keys that are not fields (config.json holds more)."""
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
 
 
 class MLP(Module):
@@ -77,7 +47,9 @@ class Block(Module):
         return x + self.mlp(self.ln_2(x))
 
 
-class GPT(Module):
+class GPT(Module, ModelHubMixin):
+    """from_pretrained, save_pretrained and push_to_hub come from ModelHubMixin (nn/hub_mixin.py)."""
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.config = config
@@ -168,20 +140,3 @@ class GPT(Module):
                         length_penalty=length_penalty, num_return_sequences=num_return_sequences,
                         repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
                         tokenizer=tokenizer, output_scores=output_scores)
-
-    # Checkpoints: a folder in the Hugging Face layout (see tinytorch.checkpoint).
-    @classmethod
-    def from_pretrained(cls, path_or_repo_id: str, revision: str | None = None) -> "GPT":
-        from ..checkpoint import load_model
-
-        return load_model(path_or_repo_id, revision=revision)
-
-    def save_pretrained(self, directory, tokenizer=None, **provenance) -> None:
-        from ..checkpoint import save_pretrained
-
-        save_pretrained(self, directory, tokenizer=tokenizer, **provenance)
-
-    def push_to_hub(self, repo_id: str, tokenizer=None, **kwargs) -> str:
-        from ..checkpoint import push_to_hub
-
-        return push_to_hub(self, repo_id, tokenizer=tokenizer, **kwargs)
