@@ -153,3 +153,30 @@ def test_torchrun_on_two_processes_equals_one_process_on_the_whole_batch(tmp_pat
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count(f"resuming {two} at step 3") == 1  # said once, by rank 0
     assert_close_runs(one, two, 6, rtol=1e-5)
+
+
+# ================================================================== CUDA options, divergence
+@needs_torch
+def test_cuda_options_on_a_cpu_are_said_and_left_out(tmp_path, corpus, capsys):  # noqa: F811
+    plain, flagged = tmp_path / "plain", tmp_path / "flagged"
+    assert run(args(corpus, plain, "torch", 4, *small("--eval-every", "4", "--save-every", "4"))) == 0
+    capsys.readouterr()
+    assert run(args(corpus, flagged, "torch", 4, *small("--eval-every", "4", "--save-every", "4",
+                                                          "--compile", "--bf16"))) == 0
+    err = capsys.readouterr().err
+    for flag in ("compile", "bf16"):
+        assert f"--{flag} is for float32 training on CUDA; training on cpu in float64 without it\n" in err
+    assert [r["loss"] for r in train_records(flagged)] == [r["loss"] for r in train_records(plain)]
+
+
+@needs_torch
+def test_a_diverging_torch_run_stops_before_the_update_and_says_why(tmp_path, corpus, capsys):  # noqa: F811
+    out = tmp_path / "run"
+    assert run(args(corpus, out, "torch", 20, *small("--lr", "1e9", "--warmup-steps", "0", "--grad-clip", "0",
+                                                     "--save-every", "1", "--eval-every", "100",
+                                                     "--dtype", "float32"))) == 1
+    err = capsys.readouterr().err
+    step = int(err.split("training diverged at step ")[1].split(":")[0])
+    assert "is most likely too high: lower it (by 3-10x) and try again." in err
+    assert (out / "latest").read_text() == f"step-{step:06d}\n"  # the last good step stays the latest
+    assert all(np.isfinite(w).all() for w in weights(out, step).values())
