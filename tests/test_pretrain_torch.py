@@ -8,7 +8,6 @@ CI installs torch (`make interop`); without it the tests that train in PyTorch s
 import importlib.util
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
