@@ -114,10 +114,9 @@ class TorchEngine:
             torch.set_num_threads(cfg.threads or max(1, min(2, os.cpu_count() or 1) // local))
         self.bf16 = cfg.bf16 and cuda and cfg.dtype == "float32"
         compiled = cfg.compile and cuda
-        for flag, used in (("compile", compiled), ("bf16", self.bf16)):
+        for flag, used, needs in (("compile", compiled, "CUDA"), ("bf16", self.bf16, "float32 training on CUDA")):
             if getattr(cfg, flag) and not used and group.leader:
-                print(f"--{flag} is for float32 training on CUDA; training on {self.device} in {cfg.dtype} "
-                      "without it", file=sys.stderr)
+                print(f"--{flag} is for {needs}; training on {self.device} in {cfg.dtype} without it", file=sys.stderr)
         if cfg.model != "level1" and cfg.batch_size % group.size:
             raise ValueError(f"--batch-size {cfg.batch_size} does not split over {group.size} processes: "
                              f"give a multiple of {group.size}")
@@ -127,11 +126,10 @@ class TorchEngine:
         names = {id(p): name for name, p in self.host.named_parameters()}
         params = dict(self.net.named_parameters())
         # the model's own decay groups, by name: group i here is tinytorch AdamW's group i
-        self.groups = [[names[id(p)] for p in g["params"]] for g in self.host.optimizer_groups(cfg.weight_decay)]
-        decays = [g["weight_decay"] for g in self.host.optimizer_groups(cfg.weight_decay)]
-        self.params = [[params[name] for name in group_names] for group_names in self.groups]
+        groups = self.host.optimizer_groups(cfg.weight_decay)
+        self.params = [[params[names[id(p)]] for p in g["params"]] for g in groups]
         self.optimizer = torch.optim.AdamW(
-            [{"params": ps, "weight_decay": wd} for ps, wd in zip(self.params, decays)],
+            [{"params": ps, "weight_decay": g["weight_decay"]} for ps, g in zip(self.params, groups)],
             lr=cfg.lr, betas=BETAS, eps=1e-8, fused=True if cuda else None)
         model = self.net
         if group.size > 1:
@@ -219,9 +217,10 @@ class TorchEngine:
 
     def _copy_in(self) -> None:
         """self.host's weights into self.net."""
+        state = self.host.state_dict()
         with torch.no_grad():
-            for (name, p), source in zip(self.net.named_parameters(), self.host.state_dict().values()):
-                p.copy_(torch.from_numpy(np.ascontiguousarray(source)))
+            for name, p in self.net.named_parameters():
+                p.copy_(torch.from_numpy(np.ascontiguousarray(state[name])))
 
 
 def pick_device(name: str) -> torch.device:
