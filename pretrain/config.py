@@ -45,6 +45,12 @@ class TrainConfig:
     export: str = ""  # write the best model here as a checkpoint folder at the end
     push_to_hub: str = ""  # then publish it as this Hub repo id
     quiet: bool = False  # no progress bar (logs still go to metrics.jsonl)
+    # engine (pretrain/engine.py): what runs the model, its optimizer and each step
+    engine: str = "numpy"  # numpy (the reference) or torch (PyTorch: a GPU, several under torchrun)
+    device: str = "auto"  # torch only: cpu, cuda, or auto (cuda when there is one)
+    dtype: str = "float32"  # of the weights and the arithmetic; float64 for the engines' parity checks
+    compile: bool = False  # torch on CUDA: torch.compile the model
+    bf16: bool = False  # torch on CUDA: bfloat16 autocast for the forward pass
     extra: dict = field(default_factory=dict, repr=False)
     given: tuple = field(default=(), repr=False)  # the fields set on the command line (the rest a resume takes from the run)
 
@@ -97,7 +103,16 @@ HELP = {
     "push_to_hub": "then publish that folder as this Hub repo id (user/model); token from HF_TOKEN or "
                    "`hf auth login`",
     "quiet": "no progress bar (metrics.jsonl is written all the same)",
+    "engine": "what trains: numpy (tinytorch, the reference) or torch (PyTorch, `make interop`; on a GPU, and on "
+              "several under torchrun); step folders of either resume in the other",
+    "device": "--engine torch: where it trains: cpu, cuda, or auto (cuda when there is one)",
+    "dtype": "float32, or float64 to compare the engines to many digits (slower)",
+    "compile": "--engine torch on CUDA: compile the model with torch.compile (a minute at the start, faster steps)",
+    "bf16": "--engine torch on CUDA: run the forward pass in bfloat16 autocast (weights and optimizer stay float32)",
 }
+
+# The values a string setting may take.
+CHOICES = {"engine": ("numpy", "torch"), "device": ("auto", "cpu", "cuda"), "dtype": ("float32", "float64")}
 
 
 EMPTY = {"out": "runs/{model}", "corpus": "the standard library of the Python running this"}  # what an empty string field means
@@ -134,7 +149,8 @@ def parse_args(argv=None) -> TrainConfig:
             value = getattr(shown, f.name)
             shown_value = EMPTY.get(f.name, "none").format(model=shown.model) if value == "" else repr(value)
             default = f"(default: {shown_value})"
-            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), help=f"{sentence} {default}")
+            parser.add_argument(flag, type=kind, default=None, metavar=f.name.upper(), choices=CHOICES.get(f.name),
+                                help=f"{sentence} {default}")
     args = vars(parser.parse_args(argv))
     preset = PRESETS[args.pop("model")]
     given = {k: v for k, v in args.items() if v is not None}

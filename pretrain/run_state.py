@@ -31,7 +31,7 @@ import numpy as np
 
 from safetensors import SafetensorError
 
-from tinytorch.checkpoint import save_pretrained, write_weights
+from tinytorch.checkpoint import WEIGHTS_NAME, save_pretrained
 from tinytorch.files import replace_folder
 
 LATEST = "latest"
@@ -75,20 +75,31 @@ def remove_run(out: Path) -> None:
         (out / name).unlink(missing_ok=True)
 
 
-def save_step(out: Path, step: int, model, tokenizer, optimizer, trainer_state: dict, provenance: dict) -> Path:
-    """Write step folder `step` atomically, point `latest` at it, drop old ones beyond `keep`."""
+def save_step(out: Path, step: int, model, tokenizer, optimizer_state: tuple[dict, dict], trainer_state: dict,
+              provenance: dict) -> Path:
+    """Write step folder `step` atomically and point `latest` at it. optimizer_state: (arrays,
+    scalars) in tinytorch AdamW's layout, which every engine gives."""
     folder = out / step_name(step)
 
     def write(tmp: Path):
         save_pretrained(model, tmp / "model", tokenizer=tokenizer, provenance=provenance)
-        arrays, scalars = optimizer.state_dict()
-        write_weights(tmp / "optimizer.safetensors", arrays)
+        if model.transformer.wte.weight.dtype != np.float32:  # a float64 run resumes exactly too
+            write_exact(tmp / "model" / WEIGHTS_NAME, model.state_dict())
+        arrays, scalars = optimizer_state
+        write_exact(tmp / "optimizer.safetensors", arrays)
         state = {**trainer_state, "optimizer": scalars}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     replace_folder(folder, write)
     point_latest(out, folder.name)
     return folder
+
+
+def write_exact(path: Path, arrays: dict) -> None:
+    """A safetensors file of `arrays` in their own float dtype (a checkpoint's weights are float32)."""
+    from safetensors.numpy import save_file
+
+    save_file({name: np.ascontiguousarray(a) for name, a in arrays.items()}, str(path), metadata={"format": "pt"})
 
 
 def point_latest(out: Path, name: str) -> None:
@@ -187,10 +198,13 @@ def load_step(folder: Path):
     """(model weights dict, optimizer arrays, trainer state) of a step folder, each checked."""
     from safetensors.numpy import load_file
 
-    from tinytorch.checkpoint import load_weights
+    from tinytorch.checkpoint import load_weights, read_tensor_index
 
     state = read_trainer_state(folder)
-    weights = load_weights(folder / "model")
+    weights = load_weights(folder / "model")  # checked, as float32
+    if any(dtype == "F64" for dtype, _ in read_tensor_index(folder / "model" / WEIGHTS_NAME).values()):
+        weights = {name: value for name, value in load_file(str(folder / "model" / WEIGHTS_NAME)).items()
+                   if name in weights}  # a float64 run's weights, as saved
     path = folder / "optimizer.safetensors"
     try:
         arrays = load_file(str(path))

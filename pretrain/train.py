@@ -8,7 +8,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field, fields
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +19,12 @@ from tqdm import tqdm
 import tinytorch
 from tinytorch import memory, threads
 from tinytorch.checkpoint import check_replaceable
-from tinytorch.nn import GPT, GPTConfig
-from tinytorch.optim import AdamW, cosine_lr
+from tinytorch.nn import GPTConfig
+from tinytorch.optim import cosine_lr
 from tinytorch.text import CharTokenizer
-from tinytorch.training import DivergenceError, sample_batch, train_step
+from tinytorch.training import DivergenceError, sample_batch
 
+from . import engine as engines
 from . import run_lock, run_settings, run_state
 from .config import TrainConfig
 from .evaluation import copilot_eval, level1_eval
@@ -70,12 +73,25 @@ def build_data(cfg: TrainConfig):
 
 
 def main(cfg: TrainConfig) -> int:
-    """Train in the run folder, which this process holds alone until it exits."""
+    """Train in the run folder, which this run holds alone until it exits (under torchrun, its
+    leader holds it for every rank)."""
     out = run_settings.run_folder(cfg)
-    with run_lock.hold(out):
-        cfg = open_run(cfg, out)
-        with threads.num_threads(cfg.threads or min(2, os.cpu_count() or 1)):
-            return train(cfg, out)
+    engines.check(cfg, settled=False)
+    group = engines.start_group()
+    try:
+        with ExitStack() as held:
+            cfg = group.share(partial(take_run, cfg, out, held))  # the leader's settled settings, on every rank
+            engines.check(cfg)  # a resumed run's stored engine and device
+            with threads.num_threads(cfg.threads or min(2, os.cpu_count() or 1)):
+                return train(cfg, out, group)
+    finally:
+        group.close()
+
+
+def take_run(cfg: TrainConfig, out: Path, held: ExitStack) -> TrainConfig:
+    """The leader's part: hold the run folder's lock (until `held` closes) and open the run."""
+    held.enter_context(run_lock.hold(out))
+    return open_run(cfg, out)
 
 
 def open_run(cfg: TrainConfig, out: Path) -> TrainConfig:
@@ -126,12 +142,13 @@ class RunState:
 
 @dataclass
 class Run:
-    """What stays fixed while the run trains: its folder and settings, the model, optimizer and data."""
+    """What stays fixed while the run trains: its folder and settings, the engine (the model, its
+    optimizer and step), the processes it runs in, and the data."""
 
     out: Path
     cfg: TrainConfig
-    model: GPT
-    optimizer: AdamW
+    engine: engines.NumpyEngine  # or torch_engine.TorchEngine: the interface of pretrain/engine.py
+    group: engines.OneProcess  # or torch_engine.TorchGroup under torchrun
     tokenizer: CharTokenizer
     next_batch: Callable  # rng -> (x, y), each (batch, n_positions) int64
     evaluator: Callable  # model -> the evaluation's figures
@@ -140,32 +157,31 @@ class Run:
     fingerprint: str | None  # of the corpus; None for level1's tasks
 
 
-def train(cfg: TrainConfig, out: Path) -> int:
-    """config -> data -> model -> optimizer -> resume -> loop -> export."""
+def train(cfg: TrainConfig, out: Path, group) -> int:
+    """config -> data -> engine (model, optimizer) -> resume -> loop -> export."""
     tokenizer, next_batch, evaluator, data_info = build_data(cfg)
-    tinytorch.manual_seed(cfg.seed)
-    model = GPT(GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=cfg.n_positions, n_embd=cfg.n_embd,
-                          n_layer=cfg.n_layer, n_head=cfg.n_head, dropout=cfg.dropout))
-    optimizer = AdamW(model.optimizer_groups(cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    engine = engines.create(cfg, GPTConfig(vocab_size=tokenizer.vocab_size, n_positions=cfg.n_positions,
+                                           n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
+                                           dropout=cfg.dropout), group)
     provenance = {"model": cfg.model, "command": run_settings.command(cfg), "seed": cfg.seed,
                   "tinytorch_version": tinytorch.__version__, **data_info}
-    run = Run(out, cfg, model, optimizer, tokenizer, next_batch, evaluator, np.random.default_rng(cfg.seed),
+    run = Run(out, cfg, engine, group, tokenizer, next_batch, evaluator, np.random.default_rng(cfg.seed),
               provenance, data_info.get("corpus", {}).get("fingerprint"))
     state = resume(run)
 
     stop = StopRequest()
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
-    bar = tqdm(total=cfg.steps, initial=state.step, desc=cfg.model, disable=cfg.quiet, dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=state.step, desc=cfg.model, disable=cfg.quiet or not group.leader,
+               dynamic_ncols=True)
     started = time.perf_counter() - state.elapsed
     try:
         if state.step == 0:
             evaluate(run, state)
         while state.step < cfg.steps and not stopped(run, state, stop, started):
             lr = cosine_lr(state.step, cfg.lr, cfg.warmup_steps, cfg.steps, cfg.min_lr)
-            optimizer.set_lr(lr)
-            x, y = next_batch(run.data_rng)
+            x, y = next_batch(run.data_rng)  # the global batch: every rank draws it, and trains on its shard
             t0 = time.perf_counter()
-            loss, norm = train_step(model, optimizer, x, y, cfg.grad_clip, step=state.step)
+            loss, norm = engine.train_step(x, y, lr, cfg.grad_clip, step=state.step)
             state.step += 1
             state.elapsed = time.perf_counter() - started
             state.interval = [state.interval[0] + loss, state.interval[1] + 1]
@@ -173,48 +189,53 @@ def train(cfg: TrainConfig, out: Path) -> int:
             last = state.step == cfg.steps
             if state.step % cfg.log_every == 0 or last:
                 log(run, state, bar, lr, norm, seconds=time.perf_counter() - t0)
-            if state.step % cfg.eval_every == 0 or last:
-                bar.write(_eval_line(evaluate(run, state)))
+            if (state.step % cfg.eval_every == 0 or last) and (record := evaluate(run, state)):
+                bar.write(_eval_line(record))
             if (state.step % cfg.save_every == 0 or last) and state.best_step != state.step:
                 save(run, state)
-    except DivergenceError as err:
+    except DivergenceError as err:  # on every rank at once: the loss and norm are the whole batch's
         latest = run_state.latest_step(out)
         where = f"the last good checkpoint, {latest}, stays the latest" if latest else "no checkpoint was saved yet"
-        print(f"\nerror: {err} {where}.", file=sys.stderr)
+        if group.leader:
+            print(f"\nerror: {err} {where}.", file=sys.stderr)
         return 1
     finally:
         bar.close()
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if cfg.export:
+    if cfg.export and group.leader:
         export(cfg, out)
     return 0
 
 
 def resume(run: Run) -> RunState:
     """The state to start from: step 0, or with --resume the newest checkpoint that loads, its
-    weights, optimizer moments and RNG states put back."""
-    out, cfg = run.out, run.cfg
+    weights, optimizer moments and RNG states put back. Every rank reads it; the leader then
+    forgets what came after it."""
+    out, cfg, leader = run.out, run.cfg, run.group.leader
     point = run_state.resume_point(out) if cfg.resume else None
     if point is None:
-        if cfg.resume:
+        if cfg.resume and leader:
             print(f"nothing to resume in {out}: starting from step 0", file=sys.stderr)
-        (out / run_state.METRICS).unlink(missing_ok=True)  # of a run killed before its first checkpoint
+        if leader:
+            (out / run_state.METRICS).unlink(missing_ok=True)  # of a run killed before its first checkpoint
         return RunState()
     latest, (weights, arrays, saved), passed_over = point
-    for why in passed_over:
+    for why in passed_over if leader else ():
         print(f"warning: {why}; resuming from {latest.name}, the newest checkpoint that loads", file=sys.stderr)
-    config = run.model.config.to_dict()
+    config = run.engine.model.config.to_dict()
     if saved["model_config"] != config:
         raise ValueError(f"{latest}: trained with {saved['model_config']}, not {config}; "
                          "resume with the same model flags or use another --out")
     if saved.get("data_fingerprint") != run.fingerprint:
         raise ValueError(f"{latest}: trained on another corpus (fingerprints differ); use another --out")
-    run.model.load_state_dict(weights)
-    run.optimizer.load_state_dict(arrays, saved["optimizer"])
+    run.engine.load(weights, arrays, saved["optimizer"])
     run_state.restore_rng(run.data_rng, saved["data_rng"])
     run_state.restore_rng(tinytorch.rng.generator(), saved["init_rng"])
     state = RunState.from_dict(saved)
+    run.group.barrier()  # every rank has read the step folder before the leader rewinds
+    if not leader:
+        return state
     run_state.rewind(out, state.step)
     print(f"resuming {out} at step {state.step}", file=sys.stderr)
     if state.step >= cfg.steps:
@@ -224,15 +245,21 @@ def resume(run: Run) -> RunState:
 
 
 def stopped(run: Run, state: RunState, stop: StopRequest, started: float) -> bool:
-    """Whether to end the loop before the next step: on a signal (saved first) or a spent --hours."""
+    """Whether to end the loop before the next step: on a signal (saved first) or a spent --hours.
+    The ranks agree, so that they all stop at the same step."""
     cfg = run.cfg
-    if stop.signal:
+    spent = bool(cfg.hours) and time.perf_counter() - started > cfg.hours * 3600
+    signalled, spent = run.group.agree(bool(stop.signal), spent)
+    if signalled:
         saved = f"saved step {state.step} to {folder}" if (folder := save(run, state)) else "not saved"
-        print(f"\n{stop.signal}: {saved}; continue with: {run_settings.resume_command(cfg)}", file=sys.stderr)
+        if run.group.leader:
+            print(f"\n{stop.signal or 'a signal to another rank'}: {saved}; continue with: "
+                  f"{run_settings.resume_command(cfg)}", file=sys.stderr)
         return True
-    if cfg.hours and time.perf_counter() - started > cfg.hours * 3600:
-        print(f"\nthe --hours budget of {cfg.hours:g} h is spent at step {state.step}; continue with: "
-              f"{run_settings.resume_command(cfg)} --hours {2 * cfg.hours:g}", file=sys.stderr)
+    if spent:
+        if run.group.leader:
+            print(f"\nthe --hours budget of {cfg.hours:g} h is spent at step {state.step}; continue with: "
+                  f"{run_settings.resume_command(cfg)} --hours {2 * cfg.hours:g}", file=sys.stderr)
         return True
     return False
 
@@ -240,32 +267,42 @@ def stopped(run: Run, state: RunState, stop: StopRequest, started: float) -> boo
 def log(run: Run, state: RunState, bar: tqdm, lr: float, norm: float, seconds: float) -> None:
     """A train record of the mean loss since the last one; the bar shows it and this step's speed."""
     mean = state.interval[0] / state.interval[1]
+    state.interval = [0.0, 0]
+    if not run.group.leader:
+        return
     run_state.append_metrics(run.out, {"kind": "train", "step": state.step, "loss": mean, "lr": lr,
                                        "grad_norm": norm, "elapsed": round(state.elapsed, 2),
                                        "rss_mb": round(memory.rss_bytes() / 2**20, 1)})
     bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{run.cfg.batch_size * run.cfg.n_positions / max(seconds, 1e-9):,.0f}")
-    state.interval = [0.0, 0]
 
 
-def evaluate(run: Run, state: RunState) -> dict:
-    """Evaluate and record; a new best is saved at once, so its step folder exists to be exported."""
-    record = {"kind": "eval", "step": state.step, **run.evaluator(run.model)}
+def evaluate(run: Run, state: RunState) -> dict | None:
+    """Evaluate and record; a new best is saved at once, so its step folder exists to be exported.
+    The leader evaluates (the engine's weights in tinytorch's GPT); the other ranks wait."""
+    if not run.group.leader:
+        run.group.barrier()
+        return None
+    record = {"kind": "eval", "step": state.step, **run.evaluator(run.engine.model)}
     run_state.append_metrics(run.out, record)
     state.figures = _figures(record)
     if record["val_loss"] < state.best_val_loss:
         state.best_val_loss, state.best_step = record["val_loss"], state.step
         save(run, state)
+    run.group.barrier()
     return record
 
 
 def save(run: Run, state: RunState) -> Path | None:
-    """Save this step; on failure (disk full, ...) say why and keep the previous checkpoint."""
+    """Save this step (the leader); on failure (disk full, ...) say why and keep the previous checkpoint."""
+    if not run.group.leader:
+        return None
     trainer_state = {**state.to_dict(), "data_rng": run_state.rng_state(run.data_rng),
                      "init_rng": run_state.rng_state(tinytorch.rng.generator()),
-                     "model_config": run.model.config.to_dict(), "train_config": asdict(run.cfg),
+                     "model_config": run.engine.model.config.to_dict(), "train_config": asdict(run.cfg),
                      "data_fingerprint": run.fingerprint}
     try:
-        folder = run_state.save_step(run.out, state.step, run.model, run.tokenizer, run.optimizer, trainer_state,
+        folder = run_state.save_step(run.out, state.step, run.engine.model, run.tokenizer, run.engine.optimizer_state(),
+                                     trainer_state,
                                      {**run.provenance, "steps": state.step, **state.figures})
     except run_state.SAVE_ERRORS as err:
         latest = run_state.latest_step(run.out)

@@ -7,7 +7,7 @@ import signal
 import numpy as np
 import pytest
 
-import pretrain.train
+import pretrain.engine
 from pretrain.__main__ import run
 from tasks.level1 import DEFAULT_TASKS
 from tinytorch import pretrained
@@ -66,17 +66,17 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, corpus, monkeypatch):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert run(tiny_copilot_args(corpus, straight)) == 0
 
-    real_step = pretrain.train.train_step
+    real_step = pretrain.engine.train_step
 
     def interrupted(*args, step=None, **kwargs):
         if step == 11:  # Ctrl-C in the middle of the 12th step
             os.kill(os.getpid(), signal.SIGINT)
         return real_step(*args, step=step, **kwargs)
 
-    monkeypatch.setattr(pretrain.train, "train_step", interrupted)
+    monkeypatch.setattr(pretrain.engine, "train_step", interrupted)
     assert run(tiny_copilot_args(corpus, resumed)) == 0
     assert (resumed / "latest").read_text().strip() == "step-000012"
-    monkeypatch.setattr(pretrain.train, "train_step", real_step)
+    monkeypatch.setattr(pretrain.engine, "train_step", real_step)
     assert run(tiny_copilot_args(corpus, resumed) + ["--resume"]) == 0
 
     a, b = train_records(straight), train_records(resumed)

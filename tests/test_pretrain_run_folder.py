@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from safetensors import SafetensorError
 
-import pretrain.train
+import pretrain.engine
 from pretrain.__main__ import run
 from tinytorch.nn import GPT
 
@@ -42,14 +42,14 @@ def assert_same_run(a: Path, b: Path, steps: int):
 
 def interrupt_at(monkeypatch, at: int):
     """Ctrl-C in the middle of step `at` (counting from 0)."""
-    real_step = pretrain.train.train_step
+    real_step = pretrain.engine.train_step
 
     def interrupted(*args, step=None, **kwargs):
         if step == at:
             os.kill(os.getpid(), signal.SIGINT)
         return real_step(*args, step=step, **kwargs)
 
-    monkeypatch.setattr(pretrain.train, "train_step", interrupted)
+    monkeypatch.setattr(pretrain.engine, "train_step", interrupted)
     return real_step
 
 
@@ -87,7 +87,7 @@ def test_resume_takes_the_stored_settings_and_sigint_says_what_to_type(tmp_path,
 
     real_step = interrupt_at(monkeypatch, 11)
     assert run(tiny_copilot_args(corpus, resumed) + ["--lr", "0.01", "--seed", "7"]) == 0
-    monkeypatch.setattr(pretrain.train, "train_step", real_step)
+    monkeypatch.setattr(pretrain.engine, "train_step", real_step)
     err = capsys.readouterr().err
     told = f"python -m pretrain copilot-tiny --resume --out {resumed}"
     assert f"SIGINT: saved step 12 to {resumed / 'step-000012'}; continue with: {told}\n" in err
@@ -111,7 +111,7 @@ def test_resume_applies_a_changed_schedule_and_refuses_another_model(tmp_path, c
     out = tmp_path / "run"
     real_step = interrupt_at(monkeypatch, 7)
     assert run(tiny_copilot_args(corpus, out, steps=20)) == 0
-    monkeypatch.setattr(pretrain.train, "train_step", real_step)
+    monkeypatch.setattr(pretrain.engine, "train_step", real_step)
     capsys.readouterr()
     before = listing(out)
 
@@ -141,7 +141,7 @@ def test_a_run_begun_before_settings_json_resumes_with_its_checkpoint_settings(t
     assert run(tiny_copilot_args(corpus, straight)) == 0
     real_step = interrupt_at(monkeypatch, 11)
     assert run(tiny_copilot_args(corpus, resumed)) == 0
-    monkeypatch.setattr(pretrain.train, "train_step", real_step)
+    monkeypatch.setattr(pretrain.engine, "train_step", real_step)
     (resumed / "settings.json").unlink()  # as a run folder of an earlier version holds it
     assert run(["copilot-tiny", "--out", str(resumed), "--resume", "--quiet"]) == 0
     assert_same_run(straight, resumed, 20)
@@ -226,14 +226,14 @@ def test_a_save_failing_for_lack_of_space_warns_and_keeps_the_previous_checkpoin
             raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
         return real_save_file(tensors, path, metadata=metadata)
 
-    real_step = pretrain.train.train_step
+    real_step = pretrain.engine.train_step
 
     def filling(*args, step=None, **kwargs):
         full["disk"] = step in (5, 6, 7)  # the disk is full while steps 6 to 8 are saved, then freed
         return real_step(*args, step=step, **kwargs)
 
     monkeypatch.setattr(safetensors.numpy, "save_file", save_file)
-    monkeypatch.setattr(pretrain.train, "train_step", filling)
+    monkeypatch.setattr(pretrain.engine, "train_step", filling)
     out = tmp_path / "run"
     assert run(args_for(corpus, out, 10) + ["--eval-every", "100"]) == 0
     err = capsys.readouterr().err
@@ -278,7 +278,7 @@ def test_resume_from_a_damaged_step_falls_back_to_the_newest_that_loads(tmp_path
     assert run(tiny_copilot_args(corpus, straight)) == 0
     real_step = interrupt_at(monkeypatch, 16)
     assert run(tiny_copilot_args(corpus, out) + ["--keep", "3"]) == 0  # step-10, 15, 17 (+ the best)
-    monkeypatch.setattr(pretrain.train, "train_step", real_step)
+    monkeypatch.setattr(pretrain.engine, "train_step", real_step)
     harm, message = DAMAGE[damage]
     harm(out / "step-000017")
     capsys.readouterr()

@@ -51,12 +51,16 @@ def train_step(model, optimizer, x, y, max_grad_norm: float | None = 1.0, step: 
         value = loss_and_backward(model, np.asarray(x), np.asarray(y))
     params = [p for group in optimizer.param_groups for p in group["params"]]
     norm = clip_grad_norm_(params, max_grad_norm if max_grad_norm else math.inf)
-    if not (math.isfinite(value) and math.isfinite(norm)):
-        where = f" at step {step}" if step is not None else ""
-        lr = optimizer.param_groups[0]["lr"]
-        raise DivergenceError(
-            f"training diverged{where}: loss {value}, gradient norm {norm}. "
-            f"The learning rate ({lr:g}) is most likely too high: lower it (by 3-10x) and try again."
-        )
+    check_finite(value, norm, optimizer.param_groups[0]["lr"], step)
     optimizer.step()
     return value, norm
+
+
+def check_finite(loss: float, norm: float, lr: float, step: int | None = None) -> None:
+    """Raise DivergenceError, saying what to do, when the loss or the gradient norm is not finite."""
+    if not (math.isfinite(loss) and math.isfinite(norm)):
+        where = f" at step {step}" if step is not None else ""
+        raise DivergenceError(
+            f"training diverged{where}: loss {loss}, gradient norm {norm}. "
+            f"The learning rate ({lr:g}) is most likely too high: lower it (by 3-10x) and try again."
+        )
