@@ -191,6 +191,39 @@ def test_flat_gradient_training_equals_gathered_gradient_training(rng):
         np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-12, err_msg=name)
 
 
+@pytest.mark.parametrize("cls", ["AdamW", "Adam"])
+def test_adam_in_cache_blocks_equals_the_textbook_update(rng, cls):
+    """The update runs over the flat buffer in blocks (optim.optimizer_blocks) with sqrt(bias2)
+    folded into eps and the step size: the same numbers as the textbook formula, for a buffer of
+    several blocks and a partial last one, both groups, gradients small enough that eps counts."""
+    from tinytorch import optim
+    from tinytorch.nn import Parameter
+
+    big, small = Parameter(rng.standard_normal((300, 250))), Parameter(rng.standard_normal(7))
+    assert len(optim.optimizer_blocks(big.size)) >= 3 and big.size % optim._OPTIMIZER_BLOCK
+    lr, (b1, b2), eps = 0.01, (0.9, 0.95), 1e-8
+    opt = getattr(optim, cls)([{"params": [big], "weight_decay": 0.1}, {"params": [small], "weight_decay": 0.0}],
+                              lr=lr, betas=(b1, b2), eps=eps)
+    ref = [(big.data.copy(), 0.1), (small.data.copy(), 0.0)]
+    m = [np.zeros_like(p) for p, _ in ref]
+    v = [np.zeros_like(p) for p, _ in ref]
+    for t in range(1, 5):
+        grads = [rng.standard_normal(big.shape) * 1e-7, rng.standard_normal(small.shape) * 1e-3]
+        big.grad, small.grad = grads[0].copy(), grads[1].copy()
+        opt.step()
+        for i, ((p, wd), g) in enumerate(zip(ref, grads)):
+            if cls == "AdamW":
+                p *= 1 - lr * wd
+            else:
+                g = g + wd * p
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            p -= lr * (m[i] / (1 - b1**t)) / (np.sqrt(v[i] / (1 - b2**t)) + eps)
+    np.testing.assert_allclose(big.data, ref[0][0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(small.data, ref[1][0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(opt.param_groups[0]["state"]["exp_avg_sq"], v[0].ravel(), rtol=1e-12)
+
+
 def test_clip_grad_norm_flat_path_equals_per_array_norm(rng):
     model = tiny_gpt(np.float64)
     opt = SGD(model.parameters(), lr=0.1)

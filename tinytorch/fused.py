@@ -83,9 +83,8 @@ class FusedLayerNorm(Function):
 class FusedGELU(Function):
     """GPT-2's GELU, the tanh approximation: 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3).
 
-    Since 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), it is x * sigmoid(2u): one exp,
-    no tanh, computed in place in one buffer. Where -2u > 88, exp overflows float32 to inf and
-    sigmoid correctly becomes 1 / inf = 0, so the overflow warning is silenced, not the value.
+    That is x * s with s = 0.5 (1 + tanh(u)) = sigmoid(2u) (kernels.gelu_gate), computed in place
+    in one buffer, in cache-sized row blocks.
     """
 
     @staticmethod

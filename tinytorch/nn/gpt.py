@@ -115,7 +115,7 @@ class GPT(Module):
 
             # dropout's random draws would come in a different order on each run: one shard then
             draws_random = self.training and self.config.dropout > 0
-            parts = parallel.training_shards(self.parameters(), idx.shape[0], T * self.config.n_embd, draws_random)
+            parts = parallel.training_shards(self.parameters, idx.shape[0], T * self.config.n_embd, draws_random)
             if len(parts) > 1:
                 return parallel.sharded_forward(self, self._forward, idx, parts)
         return self._forward(idx, cache, output_attentions)
