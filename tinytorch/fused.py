@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import (GELU_A, GELU_B, attention_forward, causal_attention_backward,
-                      causal_attention_forward, column_sum, dropout_mask, gelu_gate, linear, log_softmax,
+                      causal_attention_forward, column_sum, dropout_mask, exp_limit, gelu_gate, linear, log_softmax,
                       normalize, one_hot_product, row_blocks, row_sum, softmax, softmax_backward, whole_square)
 from .tensor import Function
 
@@ -191,7 +191,14 @@ class CrossEntropy(Function):
         if safe.size and (safe.min() < 0 or safe.max() >= vocab):
             raise IndexError(f"target ids must lie in [0, {vocab}) or equal ignore_index={ignore_index}")
         rows = np.arange(len(safe))
-        shifted = logits - logits.max(axis=-1, keepdims=True)
+        limit = exp_limit(logits.dtype, vocab)
+        if logits.size and -limit <= np.minimum.reduce(logits, axis=None) and np.maximum.reduce(logits, axis=None) <= limit:
+            # every exp(logit) is finite and far from underflow, sums included (kernels.exp_limit):
+            # the usual shift by each row's max changes nothing but rounding here, and its row-wise
+            # max costs more than these two whole-array reductions. NaN or inf take the shift.
+            shifted = logits
+        else:
+            shifted = logits - logits.max(axis=-1, keepdims=True)
         probs = np.exp(shifted)
         total = row_sum(probs)
         probs /= total[:, None]

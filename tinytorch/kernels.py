@@ -61,7 +61,7 @@ def normalize(x2d: np.ndarray, eps: float):
         return centered, rstd
     ones = _ones(n, x2d.dtype)
     xhat = x2d - ((x2d @ ones) * (1.0 / n))[:, None]  # centered, (N, C)
-    rstd = 1.0 / np.sqrt((xhat * xhat) @ ones * (1.0 / n) + eps)  # (N,) 1 / std
+    rstd = 1.0 / np.sqrt(np.einsum("ij,ij->i", xhat, xhat) * (1.0 / n) + eps)  # (N,) 1 / std; no temporary
     xhat *= rstd[:, None]  # now normalized
     return xhat, rstd
 
@@ -181,7 +181,7 @@ def attention_forward(q, k, v, causal: bool, scaled: bool = False):
 #    is shifted by; the usual shift by the row's max only keeps exp from overflowing, and costs
 #    two passes over the scores. Cauchy-Schwarz bounds every score of row i from small arrays:
 #    |q_i . k_j| / sqrt(D) <= |q_i| max_{j<=i} |k_j| / sqrt(D) =: m_i. When every m_i of a block
-#    is below _exp_limit (43 in float32), exp(score) lies in [e^-43, e^43]: no overflow, and no
+#    is below exp_limit (43 in float32), exp(score) lies in [e^-43, e^43]: no overflow, and no
 #    underflow that could lose precision. Only a block with a larger bound pays for the max.
 #    (Small problems, under _BOUND_MIN_SCORES scores, skip the bound: its dozen small numpy calls
 #    cost more there than the two passes they save.)
@@ -200,7 +200,7 @@ def _query_blocks(T: int) -> list:
 
 
 @lru_cache(maxsize=64)
-def _exp_limit(dtype, T: int) -> float:
+def exp_limit(dtype, T: int) -> float:
     """The largest |score| for which exp(score) needs no shift: exp(+-limit) and T times exp(limit)
     are finite, and exp(-limit) >= sqrt(tiny), far from underflow."""
     info = np.finfo(dtype)
@@ -220,7 +220,7 @@ def causal_attention_forward(qkv: np.ndarray, n_head: int):
     D = C // H
     q_scaled = qkv[:, :, :C] * (1.0 / math.sqrt(D))  # (B, T, C), contiguous
     k_packed = qkv[:, :, C:2 * C]
-    bound, limit = None, _exp_limit(qkv.dtype, T)
+    bound, limit = None, exp_limit(qkv.dtype, T)
     if B * H * T * T >= _BOUND_MIN_SCORES:
         # the bound m_i = |q_i / sqrt(D)| max_{j<=i} |k_j| of row i's scores (see 2. above)
         q4, k4 = q_scaled.reshape(B, T, H, D), k_packed.reshape(B, T, H, D)
