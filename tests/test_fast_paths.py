@@ -137,6 +137,47 @@ def test_gelu_in_row_blocks_equals_the_formula_and_finite_differences(block, mon
     gradcheck(F.gelu, x)
 
 
+# ----------------------------------------------------------------------------- LayerNorm + Linear
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_layer_norm_linear_equals_layer_norm_then_linear(rng, with_bias):
+    """The fused op (the affine folded into the matmul) gives the unfused composition's output and
+    the gradients of all five inputs; and float64 finite differences."""
+    x, ln_w, ln_b = rng.standard_normal((2, 7, 6)) * 3 + 1, rng.standard_normal(6), rng.standard_normal(6)
+    w, b = rng.standard_normal((6, 5)), (rng.standard_normal(5) if with_bias else None)
+    grad = rng.standard_normal((2, 7, 5))
+
+    def run(fused_op):
+        ts = [Tensor(a, requires_grad=True) for a in (x, ln_w, ln_b, w)] + ([Tensor(b, requires_grad=True)] if with_bias else [])
+        bias = ts[4] if with_bias else None
+        y = (F.layer_norm_linear(*ts[:4], bias) if fused_op else F.linear(F.layer_norm(*ts[:3]), ts[3], bias))
+        y.backward(grad)
+        return [y.data] + [t.grad for t in ts]
+
+    for got, want in zip(run(True), run(False)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if with_bias:
+        gradcheck(lambda *a: F.layer_norm_linear(*a), x, ln_w, ln_b, w, b)
+    else:
+        gradcheck(lambda *a: F.layer_norm_linear(*a), x, ln_w, ln_b, w)
+
+
+def test_gpt_blocks_fuse_their_layer_norms_into_the_next_matmul(rng):
+    """A GPT's forward runs ln_1 + c_attn, ln_2 + c_fc and ln_f + head as FusedLayerNormLinear
+    nodes, and no separate LayerNorm."""
+    model = tiny_gpt(np.float64)
+    loss = loss_of(model, rng.integers(0, 11, (2, 9)))
+    names, stack, seen = [], [loss], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node._ctx is None:
+            continue
+        seen.add(id(node))
+        names.append(type(node._ctx).__name__)
+        stack.extend(p for p in node._ctx.parents if isinstance(p, Tensor))
+    assert names.count("FusedLayerNormLinear") == 2 * model.config.n_layer + 1
+    assert "FusedLayerNorm" not in names
+
+
 # ----------------------------------------------------------------------------- flat gradients
 def loss_of(model, data):
     return F.cross_entropy(model(data[:, :-1]), data[:, 1:])

@@ -11,8 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import (GELU_A, GELU_B, attention_forward, causal_attention_backward,
-                      causal_attention_forward, column_sum, dropout_mask, exp_limit, gelu_gate, linear, log_softmax,
-                      normalize, one_hot_product, row_blocks, row_sum, softmax, softmax_backward, whole_square)
+                      causal_attention_forward, column_sum, dropout_mask, exp_limit, fold_layer_norm, gelu_gate,
+                      linear, log_softmax, normalize, normalize_backward, one_hot_product, row_blocks, row_sum,
+                      softmax, softmax_backward, whole_square)
 from .tensor import Function
 
 
@@ -78,6 +79,45 @@ class FusedLayerNorm(Function):
         grad_x -= xhat * mean_gx[:, None]
         grad_x *= rstd[:, None]
         return grad_x.reshape(grad.shape), grad_w, grad_b
+
+
+class FusedLayerNormLinear(Function):
+    """LayerNorm, then a Linear: linear(layer_norm(x, ln_weight, ln_bias), weight, bias) as one.
+
+    x: (..., C)  ln_weight, ln_bias: (C,)  weight: (C, out)  bias: (out,) or None  ->  (..., out)
+
+    LayerNorm's scale and shift fold into the matmul (kernels.fold_layer_norm), as the cached
+    decoder does, so they cost passes over the (C, out) weights, not over the (N, C) activations,
+    and only xhat is kept for the backward (not xhat and the LayerNorm's output). The backward
+    goes the same way: with P = xhat^T @ grad (C, out),
+      d weight    = (xhat * ln_weight + ln_bias)^T @ grad = ln_weight[:, None] * P + outer(ln_bias, d bias)
+      d ln_weight = sum over rows of xhat * (grad @ weight^T) = row sums of P * weight
+      d ln_bias   = weight @ d bias
+      d xhat      = grad @ folded_weight^T, then normalize_backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, ln_weight, ln_bias, weight, bias=None, eps=1e-5):
+        xhat, rstd = normalize(x.reshape(-1, x.shape[-1]), eps)  # (N, C), (N,) or a float
+        rstd = np.asarray(rstd, dtype=x.dtype).reshape(-1)
+        folded_w, folded_b = fold_layer_norm(ln_weight, ln_bias, weight, bias)
+        y = linear(xhat, folded_w, folded_b)  # (N, out)
+        ctx.save_for_backward(xhat, rstd, ln_weight, ln_bias, weight, folded_w)
+        ctx.x_shape = x.shape
+        return y.reshape(*x.shape[:-1], weight.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, rstd, ln_weight, ln_bias, weight, folded_w = ctx.saved_tensors
+        grad2d = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        grad_b = column_sum(grad2d)  # (out,)
+        P = xhat.T @ grad2d  # (C, N) @ (N, out)
+        grad_w = P * ln_weight[:, None]
+        grad_w += np.multiply.outer(ln_bias, grad_b)
+        grad_ln_w = np.einsum("ij,ij->i", P, weight)  # (C,)
+        grad_ln_b = weight @ grad_b
+        grad_x = normalize_backward(grad2d @ folded_w.T, xhat, rstd) if ctx.needs_input_grad[0] else None
+        return (None if grad_x is None else grad_x.reshape(ctx.x_shape)), grad_ln_w, grad_ln_b, grad_w, grad_b
 
 
 class FusedGELU(Function):

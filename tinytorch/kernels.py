@@ -66,6 +66,28 @@ def normalize(x2d: np.ndarray, eps: float):
     return xhat, rstd
 
 
+def fold_layer_norm(ln_weight: np.ndarray, ln_bias: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
+    """LayerNorm's scale and shift folded into the matmul after it:
+    (xhat * ln_weight + ln_bias) @ weight + bias = xhat @ (ln_weight[:, None] * weight) + (ln_bias @ weight + bias).
+    -> (folded weight (C, out), folded bias (out,)). Two passes over (C, out) weights instead of
+    two over the (N, C) activations."""
+    folded_bias = ln_bias @ weight if bias is None else ln_bias @ weight + bias
+    return ln_weight[:, None] * weight, folded_bias
+
+
+def normalize_backward(grad_xhat: np.ndarray, xhat: np.ndarray, rstd: np.ndarray) -> np.ndarray:
+    """The gradient of normalize's input, given the gradient reaching its output xhat, (N, C) each:
+    rstd * (g - mean(g) - xhat * mean(g * xhat)), the paths through the mean and the variance.
+    Written into grad_xhat (the caller's own fresh array)."""
+    n = xhat.shape[1]
+    mean_g = (grad_xhat @ _ones(n, xhat.dtype)) * (1.0 / n)  # (N,)
+    mean_gx = np.einsum("ij,ij->i", grad_xhat, xhat) * (1.0 / n)  # (N,), no temporary
+    grad_xhat -= mean_g[:, None]
+    grad_xhat -= xhat * mean_gx[:, None]
+    grad_xhat *= rstd[:, None]
+    return grad_xhat
+
+
 # Elementwise chains (GELU, LayerNorm's backward) run over blocks of about this many elements:
 # each step of a chain is one pass over its arrays, and a block's arrays stay in the core's L2
 # cache between passes instead of travelling to and from L3 or memory every time (figures in
