@@ -1,9 +1,10 @@
-"""The hot path of a transformer, fused: one Function each for linear, layer norm, GELU,
-embedding, dropout, softmax, cross-entropy and causal self-attention, so that a training step is
-a few dozen numpy calls with no Python loop over batch, heads or positions. The kernels these
-share with generation's cached decoder (linear, normalize, gelu, softmax, attention) are in
-kernels.py; backward passes that only training needs are written here. Names start with Fused
-where an nn layer has the plain name (nn.Linear calls FusedLinear).
+"""The hot path of a transformer, fused: one Function each for linear, layer norm, layer norm
+followed by a linear, GELU, embedding, dropout, softmax, cross-entropy and causal self-attention,
+so that a training step is a few dozen numpy calls with no Python loop over batch, heads or
+positions. The kernels these share with generation's cached decoder (linear, normalize, the
+LayerNorm fold, gelu, softmax, attention) are in kernels.py; backward passes that only training
+needs are written here. Names start with Fused where an nn layer has the plain name (nn.Linear
+calls FusedLinear).
 """
 
 from __future__ import annotations
