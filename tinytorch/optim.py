@@ -15,6 +15,15 @@ import math
 import numpy as np
 
 
+# The update's blocks: a few arrays of this many float32 fit in a core's L2 together, and numpy's
+# fixed cost per call (~1 us) stays small next to a block's work.
+_OPTIMIZER_BLOCK = 1 << 15
+
+
+def optimizer_blocks(size: int) -> list:
+    return [slice(i, i + _OPTIMIZER_BLOCK) for i in range(0, size, _OPTIMIZER_BLOCK)]
+
+
 class Optimizer:
     defaults: dict = {}
 
@@ -172,15 +181,6 @@ class Adam(Optimizer):
             np.divide(m, d, out=a)
             a *= step
             flat -= a
-
-
-# The update's blocks: a few arrays of this many float32 fit in a core's L2 together, and numpy's
-# fixed cost per call (~1 us) stays small next to a block's work.
-_OPTIMIZER_BLOCK = 1 << 15
-
-
-def optimizer_blocks(size: int) -> list:
-    return [slice(i, i + _OPTIMIZER_BLOCK) for i in range(0, size, _OPTIMIZER_BLOCK)]
 
 
 class AdamW(Adam):
