@@ -60,7 +60,14 @@ def setup_threads(threads: int, threading: str = "tinytorch") -> None:
         os.environ[name] = str(blas)
     os.environ["TINYTORCH_NUM_THREADS"] = str(own)
     if "numpy" in sys.modules or "tinytorch" in sys.modules:
-        print("# warning: numpy or tinytorch was imported before the thread counts were set", file=sys.stderr)
+        # Importing this module loads numpy (SHAPES reads the pretraining presets), after which
+        # OpenBLAS no longer reads its variable: set both counts at run time too, or a
+        # "--threads 1" run would multiply on OpenBLAS's default threads.
+        from tinytorch.threads import set_blas_threads, set_threads
+
+        set_threads(own)
+        if not set_blas_threads(blas):
+            print("# warning: numpy's BLAS thread count could not be set; it may not be", blas, file=sys.stderr)
 
 
 def start(args, compare_torch: bool = True, malloc: str = "") -> object:

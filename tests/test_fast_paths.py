@@ -97,7 +97,7 @@ def test_fused_attention_without_shift_is_exact_up_to_the_limit(shift):
     v = rng.standard_normal((B, T, D))
     qkv = np.concatenate([q, k, v], axis=-1).astype(np.float32)
     bound = 12.6 * np.abs(k[..., 0]).max() / np.sqrt(D)  # |q| max|k| / sqrt(D)
-    assert 35 < bound < kernels._exp_limit(np.float32, T)
+    assert 35 < bound < kernels.exp_limit(np.float32, T)
     grad = rng.standard_normal((B, T, D)).astype(np.float32)
     y, g = fused_attention(qkv, H, grad)
     y_ref, g_ref = reference_attention(qkv.astype(np.float64), H, grad.astype(np.float64))
@@ -135,6 +135,47 @@ def test_gelu_in_row_blocks_equals_the_formula_and_finite_differences(block, mon
     expected = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
     np.testing.assert_allclose(F.gelu(Tensor(x)).data, expected, rtol=1e-12, atol=1e-12)
     gradcheck(F.gelu, x)
+
+
+# ----------------------------------------------------------------------------- LayerNorm + Linear
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_layer_norm_linear_equals_layer_norm_then_linear(rng, with_bias):
+    """The fused op (the affine folded into the matmul) gives the unfused composition's output and
+    the gradients of all five inputs; and float64 finite differences."""
+    x, ln_w, ln_b = rng.standard_normal((2, 7, 6)) * 3 + 1, rng.standard_normal(6), rng.standard_normal(6)
+    w, b = rng.standard_normal((6, 5)), (rng.standard_normal(5) if with_bias else None)
+    grad = rng.standard_normal((2, 7, 5))
+
+    def run(fused_op):
+        ts = [Tensor(a, requires_grad=True) for a in (x, ln_w, ln_b, w)] + ([Tensor(b, requires_grad=True)] if with_bias else [])
+        bias = ts[4] if with_bias else None
+        y = (F.layer_norm_linear(*ts[:4], bias) if fused_op else F.linear(F.layer_norm(*ts[:3]), ts[3], bias))
+        y.backward(grad)
+        return [y.data] + [t.grad for t in ts]
+
+    for got, want in zip(run(True), run(False)):
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    if with_bias:
+        gradcheck(lambda *a: F.layer_norm_linear(*a), x, ln_w, ln_b, w, b)
+    else:
+        gradcheck(lambda *a: F.layer_norm_linear(*a), x, ln_w, ln_b, w)
+
+
+def test_gpt_blocks_fuse_their_layer_norms_into_the_next_matmul(rng):
+    """A GPT's forward runs ln_1 + c_attn, ln_2 + c_fc and ln_f + head as FusedLayerNormLinear
+    nodes, and no separate LayerNorm."""
+    model = tiny_gpt(np.float64)
+    loss = loss_of(model, rng.integers(0, 11, (2, 9)))
+    names, stack, seen = [], [loss], set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen or node._ctx is None:
+            continue
+        seen.add(id(node))
+        names.append(type(node._ctx).__name__)
+        stack.extend(p for p in node._ctx.parents if isinstance(p, Tensor))
+    assert names.count("FusedLayerNormLinear") == 2 * model.config.n_layer + 1
+    assert "FusedLayerNorm" not in names
 
 
 # ----------------------------------------------------------------------------- flat gradients
@@ -189,6 +230,39 @@ def test_flat_gradient_training_equals_gathered_gradient_training(rng):
         # atol: c_attn's key bias gets a gradient of exactly 0 in exact arithmetic (softmax ignores
         # a shift shared by a whole row), so its entries are rounding noise of order 1e-15
         np.testing.assert_allclose(a.data, b.data, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("cls", ["AdamW", "Adam"])
+def test_adam_in_cache_blocks_equals_the_textbook_update(rng, cls):
+    """The update runs over the flat buffer in blocks (optim.optimizer_blocks) with sqrt(bias2)
+    folded into eps and the step size: the same numbers as the textbook formula, for a buffer of
+    several blocks and a partial last one, both groups, gradients small enough that eps counts."""
+    from tinytorch import optim
+    from tinytorch.nn import Parameter
+
+    big, small = Parameter(rng.standard_normal((300, 250))), Parameter(rng.standard_normal(7))
+    assert len(optim.optimizer_blocks(big.size)) >= 3 and big.size % optim._OPTIMIZER_BLOCK
+    lr, (b1, b2), eps = 0.01, (0.9, 0.95), 1e-8
+    opt = getattr(optim, cls)([{"params": [big], "weight_decay": 0.1}, {"params": [small], "weight_decay": 0.0}],
+                              lr=lr, betas=(b1, b2), eps=eps)
+    ref = [(big.data.copy(), 0.1), (small.data.copy(), 0.0)]
+    m = [np.zeros_like(p) for p, _ in ref]
+    v = [np.zeros_like(p) for p, _ in ref]
+    for t in range(1, 5):
+        grads = [rng.standard_normal(big.shape) * 1e-7, rng.standard_normal(small.shape) * 1e-3]
+        big.grad, small.grad = grads[0].copy(), grads[1].copy()
+        opt.step()
+        for i, ((p, wd), g) in enumerate(zip(ref, grads)):
+            if cls == "AdamW":
+                p *= 1 - lr * wd
+            else:
+                g = g + wd * p
+            m[i] = b1 * m[i] + (1 - b1) * g
+            v[i] = b2 * v[i] + (1 - b2) * g * g
+            p -= lr * (m[i] / (1 - b1**t)) / (np.sqrt(v[i] / (1 - b2**t)) + eps)
+    np.testing.assert_allclose(big.data, ref[0][0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(small.data, ref[1][0], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(opt.param_groups[0]["state"]["exp_avg_sq"], v[0].ravel(), rtol=1e-12)
 
 
 def test_clip_grad_norm_flat_path_equals_per_array_norm(rng):

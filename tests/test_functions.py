@@ -119,6 +119,26 @@ def test_cross_entropy_matches_hand_computation():
     gradcheck(lambda x: F.cross_entropy(x, targets), logits)
 
 
+@pytest.mark.parametrize("scale", [1.0, 40.0, 1000.0])
+def test_cross_entropy_with_and_without_the_max_shift(scale):
+    """float32 logits up to kernels.exp_limit (43.7) skip the row max shift, larger ones take it:
+    both give the float64 reference's loss and gradient (softmax - one_hot) / N."""
+    rng = np.random.default_rng(3)
+    logits = np.clip(rng.standard_normal((64, 98)), -1, 1) * scale
+    logits[0, 5] = scale  # a row with the extreme value
+    targets = rng.integers(0, 98, 64)
+    x = Tensor(logits.astype(np.float32), requires_grad=True)
+    loss = F.cross_entropy(x, targets)
+    loss.backward()
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    expected = -log_probs[np.arange(64), targets].mean()
+    grad = np.exp(log_probs)
+    grad[np.arange(64), targets] -= 1.0
+    assert np.isfinite(loss.item()) and loss.item() == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(x.grad, grad / 64, rtol=1e-4, atol=1e-8)
+
+
 def test_cross_entropy_ignored_targets_count_for_nothing():
     logits = randn(2, 3, 5)
     targets = np.array([[1, -100, 3], [-100, 0, 4]])

@@ -203,3 +203,38 @@ def test_defaults_threads_malloc_and_blas_at_first_use(tmp_path):
                          env={**base, "TINYTORCH_NUM_THREADS": "two"}, capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0
     assert "TINYTORCH_NUM_THREADS must be a whole number of threads (1 turns sharding off), got 'two'" in bad.stderr
+
+
+def test_benchmark_harness_thread_settings_hold_after_numpy_is_loaded():
+    """benchmarks/harness.py loads numpy when imported, so OPENBLAS_NUM_THREADS set afterwards is
+    never read: setup_threads must set OpenBLAS's and tinytorch's counts at run time too (a
+    `--threads 1` benchmark otherwise multiplies on OpenBLAS's default threads)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import json, sys\n"
+        "sys.path.insert(0, 'benchmarks')\n"
+        "import harness\n"
+        "from tinytorch import threads\n"
+        "loaded = 'numpy' in sys.modules\n"
+        "before = threads.blas_threads()\n"
+        "harness.setup_threads(1, 'tinytorch')\n"
+        "one = [threads.blas_threads(), threads.get_threads()]\n"
+        "harness.setup_threads(2, 'blas')\n"
+        "print(json.dumps({'loaded': loaded, 'before': before, 'one': one,\n"
+        "                  'blas': [threads.blas_threads(), threads.get_threads()]}))\n"
+    )
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TINYTORCH_NUM_THREADS")}
+    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["loaded"]  # the situation this guards against
+    if out["before"] is None:
+        pytest.skip("numpy's BLAS is not an OpenBLAS that tinytorch.threads can set")
+    assert out["one"] == [1, 1]
+    assert out["blas"] == [2, 1]

@@ -56,6 +56,27 @@ def test_logits_loss_and_gradients_equal_transformers(dtype, rtol):
         np.testing.assert_allclose(p.grad, expected, rtol=rtol, atol=rtol * np.abs(expected).max(), err_msg=name)
 
 
+def test_layer_norm_linear_matches_torch():
+    """The fused LayerNorm + Linear (affine folded into the weight) against torch's layer_norm then
+    linear, float32: output and the gradients of all five inputs."""
+    rng = np.random.default_rng(0)
+    arrays = [(rng.standard_normal(s) * k + m).astype(np.float32)
+              for s, k, m in [((4, 16, 24), 2.0, 0.5), ((24,), 1.0, 1.0), ((24,), 0.5, 0.0), ((24, 40), 0.2, 0.0), ((40,), 0.1, 0.0)]]
+    grad = rng.standard_normal((4, 16, 40)).astype(np.float32)
+    from tinytorch import Tensor
+
+    ours = [Tensor(a, requires_grad=True) for a in arrays]
+    y = F.layer_norm_linear(*ours)
+    y.backward(grad)
+    theirs = [torch.tensor(a, requires_grad=True) for a in arrays]
+    x, ln_w, ln_b, w, b = theirs
+    ref = torch.nn.functional.linear(torch.nn.functional.layer_norm(x, (24,), ln_w, ln_b, 1e-5), w.T, b)
+    ref.backward(torch.tensor(grad))
+    np.testing.assert_allclose(y.data, ref.detach().numpy(), rtol=1e-4, atol=1e-5)
+    for mine, t in zip(ours, theirs):
+        np.testing.assert_allclose(mine.grad, t.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_adamw_with_clipping_matches_torch_step_by_step():
     rng = np.random.default_rng(1)
     shapes = [(4, 3), (3,), (2, 5)]

@@ -1,9 +1,10 @@
-"""The hot path of a transformer, fused: one Function each for linear, layer norm, GELU,
-embedding, dropout, softmax, cross-entropy and causal self-attention, so that a training step is
-a few dozen numpy calls with no Python loop over batch, heads or positions. The kernels these
-share with generation's cached decoder (linear, normalize, gelu, softmax, attention) are in
-kernels.py; backward passes that only training needs are written here. Names start with Fused
-where an nn layer has the plain name (nn.Linear calls FusedLinear).
+"""The hot path of a transformer, fused: one Function each for linear, layer norm, layer norm
+followed by a linear, GELU, embedding, dropout, softmax, cross-entropy and causal self-attention,
+so that a training step is a few dozen numpy calls with no Python loop over batch, heads or
+positions. The kernels these share with generation's cached decoder (linear, normalize, the
+LayerNorm fold, gelu, softmax, attention) are in kernels.py; backward passes that only training
+needs are written here. Names start with Fused where an nn layer has the plain name (nn.Linear
+calls FusedLinear).
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from .kernels import (GELU_A, GELU_B, attention_forward, causal_attention_backward,
-                      causal_attention_forward, column_sum, dropout_mask, gelu_gate, linear, log_softmax,
-                      normalize, one_hot_product, row_blocks, row_sum, softmax, softmax_backward, whole_square)
+                      causal_attention_forward, column_sum, dropout_mask, exp_limit, fold_layer_norm, gelu_gate,
+                      linear, log_softmax, normalize, normalize_backward, one_hot_product, row_blocks, row_sum,
+                      softmax, softmax_backward, whole_square)
 from .tensor import Function
 
 
@@ -80,12 +82,50 @@ class FusedLayerNorm(Function):
         return grad_x.reshape(grad.shape), grad_w, grad_b
 
 
+class FusedLayerNormLinear(Function):
+    """LayerNorm, then a Linear: linear(layer_norm(x, ln_weight, ln_bias), weight, bias) as one.
+
+    x: (..., C)  ln_weight, ln_bias: (C,)  weight: (C, out)  bias: (out,) or None  ->  (..., out)
+
+    LayerNorm's scale and shift fold into the matmul (kernels.fold_layer_norm), as the cached
+    decoder does, so they cost passes over the (C, out) weights, not over the (N, C) activations,
+    and only xhat is kept for the backward (not xhat and the LayerNorm's output). The backward
+    goes the same way: with P = xhat^T @ grad (C, out),
+      d weight    = (xhat * ln_weight + ln_bias)^T @ grad = ln_weight[:, None] * P + outer(ln_bias, d bias)
+      d ln_weight = sum over rows of xhat * (grad @ weight^T) = row sums of P * weight
+      d ln_bias   = weight @ d bias
+      d xhat      = grad @ folded_weight^T, then normalize_backward.
+    """
+
+    @staticmethod
+    def forward(ctx, x, ln_weight, ln_bias, weight, bias=None, eps=1e-5):
+        xhat, rstd = normalize(x.reshape(-1, x.shape[-1]), eps)  # (N, C), (N,) or a float
+        rstd = np.asarray(rstd, dtype=x.dtype).reshape(-1)
+        folded_w, folded_b = fold_layer_norm(ln_weight, ln_bias, weight, bias)
+        y = linear(xhat, folded_w, folded_b)  # (N, out)
+        ctx.save_for_backward(xhat, rstd, ln_weight, ln_bias, weight, folded_w)
+        ctx.x_shape = x.shape
+        return y.reshape(*x.shape[:-1], weight.shape[1])
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, rstd, ln_weight, ln_bias, weight, folded_w = ctx.saved_tensors
+        grad2d = grad.reshape(-1, grad.shape[-1])  # (N, out)
+        grad_b = column_sum(grad2d)  # (out,)
+        P = xhat.T @ grad2d  # (C, N) @ (N, out)
+        grad_w = P * ln_weight[:, None]
+        grad_w += np.multiply.outer(ln_bias, grad_b)
+        grad_ln_w = np.einsum("ij,ij->i", P, weight)  # (C,)
+        grad_ln_b = weight @ grad_b
+        grad_x = normalize_backward(grad2d @ folded_w.T, xhat, rstd) if ctx.needs_input_grad[0] else None
+        return (None if grad_x is None else grad_x.reshape(ctx.x_shape)), grad_ln_w, grad_ln_b, grad_w, grad_b
+
+
 class FusedGELU(Function):
     """GPT-2's GELU, the tanh approximation: 0.5 x (1 + tanh(u)), u = c (x + 0.044715 x^3).
 
-    Since 0.5 (1 + tanh(u)) = sigmoid(2u) = 1 / (1 + exp(-2u)), it is x * sigmoid(2u): one exp,
-    no tanh, computed in place in one buffer. Where -2u > 88, exp overflows float32 to inf and
-    sigmoid correctly becomes 1 / inf = 0, so the overflow warning is silenced, not the value.
+    That is x * s with s = 0.5 (1 + tanh(u)) = sigmoid(2u) (kernels.gelu_gate), computed in place
+    in one buffer, in cache-sized row blocks.
     """
 
     @staticmethod
@@ -192,7 +232,14 @@ class CrossEntropy(Function):
         if safe.size and (safe.min() < 0 or safe.max() >= vocab):
             raise IndexError(f"target ids must lie in [0, {vocab}) or equal ignore_index={ignore_index}")
         rows = np.arange(len(safe))
-        shifted = logits - logits.max(axis=-1, keepdims=True)
+        limit = exp_limit(logits.dtype, vocab)
+        if logits.size and -limit <= np.minimum.reduce(logits, axis=None) and np.maximum.reduce(logits, axis=None) <= limit:
+            # every exp(logit) is finite and far from underflow, sums included (kernels.exp_limit):
+            # the usual shift by each row's max changes nothing but rounding here, and its row-wise
+            # max costs more than these two whole-array reductions. NaN or inf take the shift.
+            shifted = logits
+        else:
+            shifted = logits - logits.max(axis=-1, keepdims=True)
         probs = np.exp(shifted)
         total = row_sum(probs)
         probs /= total[:, None]

@@ -164,9 +164,7 @@ class LayerWeights:
 
 def _fold(ln, weight, bias):
     """LayerNorm ln followed by x @ weight + bias, as one matmul on the normalized x."""
-    w, b = ln.weight.data, ln.bias.data
-    folded_bias = b @ weight if bias is None else b @ weight + bias
-    return w[:, None] * weight, folded_bias
+    return kernels.fold_layer_norm(ln.weight.data, ln.bias.data, weight, bias)
 
 
 class Decoder:

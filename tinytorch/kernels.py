@@ -34,7 +34,7 @@ def column_sum(x2d: np.ndarray) -> np.ndarray:
 
 
 GELU_C = math.sqrt(2.0 / math.pi)
-GELU_A = -2.0 * GELU_C  # -2u = x * (GELU_A + GELU_B * x^2)
+GELU_A = -2.0 * GELU_C  # -2u = x * (GELU_A + GELU_B * x^2); d(2u)/dx = -GELU_A - 3 GELU_B x^2
 GELU_B = -2.0 * GELU_C * 0.044715
 
 
@@ -61,9 +61,31 @@ def normalize(x2d: np.ndarray, eps: float):
         return centered, rstd
     ones = _ones(n, x2d.dtype)
     xhat = x2d - ((x2d @ ones) * (1.0 / n))[:, None]  # centered, (N, C)
-    rstd = 1.0 / np.sqrt((xhat * xhat) @ ones * (1.0 / n) + eps)  # (N,) 1 / std
+    rstd = 1.0 / np.sqrt(np.einsum("ij,ij->i", xhat, xhat) * (1.0 / n) + eps)  # (N,) 1 / std; no temporary
     xhat *= rstd[:, None]  # now normalized
     return xhat, rstd
+
+
+def fold_layer_norm(ln_weight: np.ndarray, ln_bias: np.ndarray, weight: np.ndarray, bias: np.ndarray | None):
+    """LayerNorm's scale and shift folded into the matmul after it:
+    (xhat * ln_weight + ln_bias) @ weight + bias = xhat @ (ln_weight[:, None] * weight) + (ln_bias @ weight + bias).
+    -> (folded weight (C, out), folded bias (out,)). Two passes over (C, out) weights instead of
+    two over the (N, C) activations."""
+    folded_bias = ln_bias @ weight if bias is None else ln_bias @ weight + bias
+    return ln_weight[:, None] * weight, folded_bias
+
+
+def normalize_backward(grad_xhat: np.ndarray, xhat: np.ndarray, rstd: np.ndarray) -> np.ndarray:
+    """The gradient of normalize's input, given the gradient reaching its output xhat, (N, C) each:
+    rstd * (g - mean(g) - xhat * mean(g * xhat)), the paths through the mean and the variance.
+    Written into grad_xhat (the caller's own fresh array)."""
+    n = xhat.shape[1]
+    mean_g = (grad_xhat @ _ones(n, xhat.dtype)) * (1.0 / n)  # (N,)
+    mean_gx = np.einsum("ij,ij->i", grad_xhat, xhat) * (1.0 / n)  # (N,), no temporary
+    grad_xhat -= mean_g[:, None]
+    grad_xhat -= xhat * mean_gx[:, None]
+    grad_xhat *= rstd[:, None]
+    return grad_xhat
 
 
 # Elementwise chains (GELU, LayerNorm's backward) run over blocks of about this many elements:
@@ -80,16 +102,16 @@ def row_blocks(rows: int, width: int) -> list:
 
 
 def gelu_gate(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """sigmoid(2u), u = c (x + 0.044715 x^3): GPT-2's GELU is x * gelu_gate(x) (see GELU).
-    Into `out` (x's shape) when given, else a fresh array."""
+    """sigmoid(2u) = (1 + tanh(u)) / 2, u = c (x + 0.044715 x^3): GPT-2's GELU is x * gelu_gate(x)
+    (see FusedGELU). Into `out` (x's shape) when given, else a fresh array. numpy's float32 tanh
+    costs less than exp followed by a reciprocal, and it cannot overflow."""
     s = np.multiply(x, x, out=out)
-    s *= GELU_B
-    s += GELU_A
-    s *= x  # -2u
-    with np.errstate(over="ignore"):
-        np.exp(s, out=s)
-    s += 1.0
-    np.reciprocal(s, out=s)  # sigmoid(2u)
+    s *= GELU_C * 0.044715
+    s += GELU_C
+    s *= x  # u
+    np.tanh(s, out=s)
+    s *= 0.5
+    s += 0.5
     return s
 
 
@@ -181,7 +203,7 @@ def attention_forward(q, k, v, causal: bool, scaled: bool = False):
 #    is shifted by; the usual shift by the row's max only keeps exp from overflowing, and costs
 #    two passes over the scores. Cauchy-Schwarz bounds every score of row i from small arrays:
 #    |q_i . k_j| / sqrt(D) <= |q_i| max_{j<=i} |k_j| / sqrt(D) =: m_i. When every m_i of a block
-#    is below _exp_limit (43 in float32), exp(score) lies in [e^-43, e^43]: no overflow, and no
+#    is below exp_limit (43 in float32), exp(score) lies in [e^-43, e^43]: no overflow, and no
 #    underflow that could lose precision. Only a block with a larger bound pays for the max.
 #    (Small problems, under _BOUND_MIN_SCORES scores, skip the bound: its dozen small numpy calls
 #    cost more there than the two passes they save.)
@@ -200,7 +222,7 @@ def _query_blocks(T: int) -> list:
 
 
 @lru_cache(maxsize=64)
-def _exp_limit(dtype, T: int) -> float:
+def exp_limit(dtype, T: int) -> float:
     """The largest |score| for which exp(score) needs no shift: exp(+-limit) and T times exp(limit)
     are finite, and exp(-limit) >= sqrt(tiny), far from underflow."""
     info = np.finfo(dtype)
@@ -220,11 +242,12 @@ def causal_attention_forward(qkv: np.ndarray, n_head: int):
     D = C // H
     q_scaled = qkv[:, :, :C] * (1.0 / math.sqrt(D))  # (B, T, C), contiguous
     k_packed = qkv[:, :, C:2 * C]
-    bound, limit = None, _exp_limit(qkv.dtype, T)
+    bound, limit = None, exp_limit(qkv.dtype, T)
     if B * H * T * T >= _BOUND_MIN_SCORES:
         # the bound m_i = |q_i / sqrt(D)| max_{j<=i} |k_j| of row i's scores (see 2. above)
-        q_norm = np.sqrt(row_sum((q_scaled * q_scaled).reshape(B, T, H, D)))  # (B, T, H)
-        k_norm = np.sqrt(row_sum((k_packed * k_packed).reshape(B, T, H, D)))
+        q4, k4 = q_scaled.reshape(B, T, H, D), k_packed.reshape(B, T, H, D)
+        q_norm = np.sqrt(np.einsum("bthd,bthd->bth", q4, q4))  # (B, T, H), one pass, no temporary
+        k_norm = np.sqrt(np.einsum("bthd,bthd->bth", k4, k4))
         np.maximum.accumulate(k_norm, axis=1, out=k_norm)  # the largest |k_j| so far
         bound = (q_norm * k_norm).transpose(0, 2, 1)  # (B, H, T)
     q, k, v = _heads(q_scaled, H), _heads(k_packed, H), _heads(qkv[:, :, 2 * C:], H)  # (B, H, T, D)
@@ -234,7 +257,9 @@ def causal_attention_forward(qkv: np.ndarray, n_head: int):
     for t0, t1 in _query_blocks(T):
         # queries t0..t1-1 against keys 0..t1-1: scores, then softmax weights, (B, H, t1 - t0, t1)
         w = np.matmul(q[:, :, t0:t1], k[:, :, :t1].swapaxes(-1, -2))
-        w[..., t0:] += _causal_bias(t1 - t0, t1 - t0, w.dtype)  # the diagonal square: -inf after i
+        # -inf after each query's own position; added over whole rows (zeros before the diagonal
+        # square): one contiguous pass costs less than a strided one over the square alone
+        w += _causal_bias(t1 - t0, t1, w.dtype)
         large = bound is None or bound[:, :, t0:t1].max() > limit  # scores may be large: the usual shift
         softmax(w, out=w, shift=large)
         np.matmul(w, v[:, :, :t1], out=y_heads[:, :, t0:t1])  # (B, H, t1 - t0, D) into y
@@ -248,7 +273,7 @@ def causal_attention_backward(qkv, q_scaled, weights, y, grad, n_head: int) -> n
     H = n_head
     D = C // H
     # delta_i = gy_i . y_i, per head: the softmax backward's row term (see 3. above)
-    delta = row_sum((grad * y).reshape(B, T, H, D)).transpose(0, 2, 1)  # (B, H, T)
+    delta = np.einsum("bthd,bthd->bht", grad.reshape(B, T, H, D), y.reshape(B, T, H, D))  # (B, H, T)
     k_scaled = _heads(qkv[:, :, C:2 * C] * (1.0 / math.sqrt(D)), H)  # for grad_q: the scale folded in
     q, v, grad_y = _heads(q_scaled, H), _heads(qkv[:, :, 2 * C:], H), _heads(grad, H)
     grad_qkv = np.empty((B, T, 3, H, D), dtype=grad.dtype)  # packed like qkv

@@ -85,8 +85,9 @@ class CausalSelfAttention(Module):
         self.c_proj = Linear(n_embd, n_embd, std=0.02 / np.sqrt(2 * n_layer))
         self.resid_dropout = Dropout(dropout)
 
-    def forward(self, x, cache: KVCache | None = None, attentions: list | None = None):
-        """attentions: a list that receives the attention weights (B, H, T, T_keys)."""
-        qkv = self.c_attn(x)  # (B, T, 3C)
+    def forward(self, x, cache: KVCache | None = None, attentions: list | None = None, norm=None):
+        """attentions: a list that receives the attention weights (B, H, T, T_keys). norm: a
+        LayerNorm to apply to x first, fused with c_attn (a Block passes its ln_1)."""
+        qkv = self.c_attn(x) if norm is None else self.c_attn.after_norm(norm, x)  # (B, T, 3C)
         y = FusedCausalSelfAttention.apply(qkv, n_head=self.n_head, cache=cache, attentions=attentions)  # (B, T, C)
         return self.resid_dropout(self.c_proj(y))

@@ -23,6 +23,13 @@ def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float = 1e-5) -> Te
     return fused.FusedLayerNorm.apply(x, weight, bias, eps=eps)
 
 
+def layer_norm_linear(x: Tensor, ln_weight: Tensor, ln_bias: Tensor, weight: Tensor, bias: Tensor | None = None,
+                      eps: float = 1e-5) -> Tensor:
+    """linear(layer_norm(x, ln_weight, ln_bias, eps), weight, bias) as one fused Function: the same
+    numbers up to rounding, with LayerNorm's scale and shift folded into the matmul."""
+    return fused.FusedLayerNormLinear.apply(x, ln_weight, ln_bias, weight, bias, eps=eps)
+
+
 def embedding(ids, weight: Tensor) -> Tensor:
     ids = ids.data if isinstance(ids, Tensor) else np.asarray(ids)
     return fused.FusedEmbedding.apply(weight, ids)

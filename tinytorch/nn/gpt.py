@@ -28,8 +28,10 @@ class MLP(Module):
         self.c_proj = Linear(4 * config.n_embd, config.n_embd, std=0.02 / np.sqrt(2 * config.n_layer))
         self.dropout = Dropout(config.dropout)
 
-    def forward(self, x):
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+    def forward(self, x, norm=None):
+        """norm: a LayerNorm to apply to x first, fused with c_fc (a Block passes its ln_2)."""
+        h = self.c_fc(x) if norm is None else self.c_fc.after_norm(norm, x)
+        return self.dropout(self.c_proj(self.gelu(h)))
 
 
 class Block(Module):
@@ -43,8 +45,8 @@ class Block(Module):
         self.mlp = MLP(config)
 
     def forward(self, x, cache: KVCache | None = None, attentions: list | None = None):
-        x = x + self.attn(self.ln_1(x), cache, attentions)
-        return x + self.mlp(self.ln_2(x))
+        x = x + self.attn(x, cache, attentions, norm=self.ln_1)  # ln_1 fused into c_attn
+        return x + self.mlp(x, norm=self.ln_2)
 
 
 class GPT(Module, ModelHubMixin):
@@ -87,7 +89,7 @@ class GPT(Module, ModelHubMixin):
 
             # dropout's random draws would come in a different order on each run: one shard then
             draws_random = self.training and self.config.dropout > 0
-            parts = parallel.training_shards(self.parameters(), idx.shape[0], T * self.config.n_embd, draws_random)
+            parts = parallel.training_shards(self.parameters, idx.shape[0], T * self.config.n_embd, draws_random)
             if len(parts) > 1:
                 return parallel.sharded_forward(self, self._forward, idx, parts)
         return self._forward(idx, cache, output_attentions)
@@ -102,10 +104,10 @@ class GPT(Module, ModelHubMixin):
         attentions = [] if output_attentions else None
         for i, block in enumerate(t.h):
             x = block(x, cache.layer(i) if cache is not None else None, attentions)
-        x = t.ln_f(x)
         if cache is not None:
             cache.advance(T)
-        logits = F.linear(x, t.wte.weight.T)  # (B, T, V): the head shares the token embedding
+        # ln_f, then the head, which shares the token embedding: (B, T, V)
+        logits = F.layer_norm_linear(x, t.ln_f.weight, t.ln_f.bias, t.wte.weight.T, None, t.ln_f.eps)
         return (logits, attentions) if output_attentions else logits
 
     def optimizer_groups(self, weight_decay: float) -> list[dict]:

@@ -28,6 +28,10 @@ class Linear(Module):
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
 
+    def after_norm(self, norm: "LayerNorm", x):
+        """self(norm(x)) as one fused op (F.layer_norm_linear): the same numbers up to rounding."""
+        return F.layer_norm_linear(x, norm.weight, norm.bias, self.weight, self.bias, norm.eps)
+
 
 class Embedding(Module):
     """A table of vectors, one row per id. forward(ids (...)) -> (..., embedding_dim)."""
