@@ -3,8 +3,6 @@
 Weights load from a tinytorch state_dict, so both frameworks run the very same model.
 """
 
-import math
-
 import numpy as np
 import torch
 import torch.nn as nn

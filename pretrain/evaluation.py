@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from tinytorch import no_grad
 from tinytorch.evaluate import identifier_completion, text_metrics
 from tinytorch.nn import functional as F
