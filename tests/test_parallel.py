@@ -1,6 +1,11 @@
 """Gates for tinytorch.parallel: a training step with its batch in shards on several threads
 gives the one-thread step's loss and gradients (up to rounding), every run the same."""
 
+import json
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -19,6 +24,19 @@ def threads(monkeypatch):
     """Three threads, and no minimum work: every batch of 3 or more rows is split in 3."""
     monkeypatch.setattr(parallel, "MIN_SHARD_ACTIVATIONS", 1)
     monkeypatch.setattr(thread_counts, "_threads", 3)
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SETTINGS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TINYTORCH_NUM_THREADS",
+            "TINYTORCH_TUNE_MALLOC")
+
+
+def fresh_process(script: str, **env) -> subprocess.CompletedProcess:
+    """`python -c script` at the repo root in a new interpreter, with no thread or malloc
+    settings in its environment but `env`."""
+    base = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, env={**base, **env}, capture_output=True,
+                          text=True, timeout=120)
 
 
 def serial_loss_and_grads(model, x, y):
@@ -49,8 +67,7 @@ def test_shards_cover_the_batch_once(threads):
 
 def test_small_work_stays_on_one_thread(monkeypatch):
     monkeypatch.setattr(thread_counts, "_threads", 2)
-    model = tiny_gpt()  # n_embd 8
-    monkeypatch.setattr(parallel, "MIN_SHARD_ACTIVATIONS", 4 * 8 * 8)  # 4 sequences of 8 positions
+    monkeypatch.setattr(parallel, "MIN_SHARD_ACTIVATIONS", 4 * 8 * 8)  # 4 sequences of 8 positions, n_embd 8
     assert len(parallel.shards(7, 8 * 8)) == 1  # 7 sequences: not two shards of 4
     assert len(parallel.shards(8, 8 * 8)) == 2
 
@@ -162,11 +179,6 @@ def test_defaults_threads_malloc_and_blas_at_first_use(tmp_path):
     """A fresh process with no settings: min(2, cores) threads; the first backward tunes malloc;
     the first sharded step puts numpy's OpenBLAS on one thread. TINYTORCH_TUNE_MALLOC=0 and
     TINYTORCH_NUM_THREADS=1 turn them off."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import json, os, numpy as np\n"
         "from tinytorch import memory, parallel, threads\n"
@@ -180,13 +192,8 @@ def test_defaults_threads_malloc_and_blas_at_first_use(tmp_path):
         "out['blas'] = threads.blas_threads()\n"
         "print(json.dumps(out))\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    base = {k: v for k, v in os.environ.items()
-            if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "TINYTORCH_NUM_THREADS", "TINYTORCH_TUNE_MALLOC")}
-
     def run(**env):
-        done = subprocess.run([sys.executable, "-c", script], cwd=root, env={**base, **env},
-                              capture_output=True, text=True, timeout=120)
+        done = fresh_process(script, **env)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
 
@@ -199,8 +206,7 @@ def test_defaults_threads_malloc_and_blas_at_first_use(tmp_path):
         assert default["blas"] == 1
     off = run(TINYTORCH_TUNE_MALLOC="0", TINYTORCH_NUM_THREADS="1")
     assert off["threads"] == 1 and off["malloc_after"] is None
-    bad = subprocess.run([sys.executable, "-c", "import tinytorch.parallel"], cwd=root,
-                         env={**base, "TINYTORCH_NUM_THREADS": "two"}, capture_output=True, text=True, timeout=120)
+    bad = fresh_process("import tinytorch.parallel", TINYTORCH_NUM_THREADS="two")
     assert bad.returncode != 0
     assert "TINYTORCH_NUM_THREADS must be a whole number of threads (1 turns sharding off), got 'two'" in bad.stderr
 
@@ -209,11 +215,6 @@ def test_benchmark_harness_thread_settings_hold_after_numpy_is_loaded():
     """benchmarks/harness.py loads numpy when imported, so OPENBLAS_NUM_THREADS set afterwards is
     never read: setup_threads must set OpenBLAS's and tinytorch's counts at run time too (a
     `--threads 1` benchmark otherwise multiplies on OpenBLAS's default threads)."""
-    import json
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import json, sys\n"
         "sys.path.insert(0, 'benchmarks')\n"
@@ -227,10 +228,7 @@ def test_benchmark_harness_thread_settings_hold_after_numpy_is_loaded():
         "print(json.dumps({'loaded': loaded, 'before': before, 'one': one,\n"
         "                  'blas': [threads.blas_threads(), threads.get_threads()]}))\n"
     )
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TINYTORCH_NUM_THREADS")}
-    done = subprocess.run([sys.executable, "-c", script], cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    done = fresh_process(script)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     assert out["loaded"]  # the situation this guards against
