@@ -51,7 +51,6 @@ class TrainConfig:
     dtype: str = "float32"  # of the weights and the arithmetic; float64 for the engines' parity checks
     compile: bool = False  # torch on CUDA: torch.compile the model
     bf16: bool = False  # torch on CUDA: bfloat16 autocast for the forward pass
-    extra: dict = field(default_factory=dict, repr=False)
     given: tuple = field(default=(), repr=False)  # the fields set on the command line (the rest a resume takes from the run)
 
 
@@ -138,7 +137,7 @@ def parse_args(argv=None) -> TrainConfig:
     parser.add_argument("model", choices=sorted(PRESETS), metavar="MODEL",
                         help=f"which preset to train: {', '.join(sorted(PRESETS))}")
     for f in fields(TrainConfig):
-        if f.name in ("model", "extra", "given"):
+        if f.name in ("model", "given"):
             continue
         flag = "--" + f.name.replace("_", "-")
         sentence = HELP.get(f.name, f.name.replace("_", " "))

@@ -19,7 +19,7 @@ from . import run_state
 from .config import PRESETS, TrainConfig
 
 # Settings of one command, not of the run.
-PER_COMMAND = ("out", "resume", "overwrite", "quiet", "extra", "given")
+PER_COMMAND = ("out", "resume", "overwrite", "quiet", "given")
 # Settings a resumed run cannot change.
 FIXED = ("model", "n_embd", "n_layer", "n_head", "n_positions", "dropout", "corpus", "tasks", "val_fraction", "seed")
 # Paths stored absolute, so that a resume from another folder finds them (a --corpus glob stays as

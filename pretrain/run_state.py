@@ -31,7 +31,7 @@ import numpy as np
 
 from safetensors import SafetensorError
 
-from tinytorch.checkpoint import WEIGHTS_NAME, save_pretrained
+from tinytorch.checkpoint import WEIGHTS_NAME, save_pretrained, write_weights
 from tinytorch.files import replace_folder
 
 LATEST = "latest"
@@ -84,22 +84,15 @@ def save_step(out: Path, step: int, model, tokenizer, optimizer_state: tuple[dic
     def write(tmp: Path):
         save_pretrained(model, tmp / "model", tokenizer=tokenizer, provenance=provenance)
         if model.transformer.wte.weight.dtype != np.float32:  # a float64 run resumes exactly too
-            write_exact(tmp / "model" / WEIGHTS_NAME, model.state_dict())
+            write_weights(tmp / "model" / WEIGHTS_NAME, model.state_dict(), dtype=None)
         arrays, scalars = optimizer_state
-        write_exact(tmp / "optimizer.safetensors", arrays)
+        write_weights(tmp / "optimizer.safetensors", arrays, dtype=None)
         state = {**trainer_state, "optimizer": scalars}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
     replace_folder(folder, write)
     point_latest(out, folder.name)
     return folder
-
-
-def write_exact(path: Path, arrays: dict) -> None:
-    """A safetensors file of `arrays` in their own float dtype (a checkpoint's weights are float32)."""
-    from safetensors.numpy import save_file
-
-    save_file({name: np.ascontiguousarray(a) for name, a in arrays.items()}, str(path), metadata={"format": "pt"})
 
 
 def point_latest(out: Path, name: str) -> None:

@@ -20,6 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tinytorch.nn import GPTConfig
+from tinytorch.threads import DEFAULT_THREADS
 from tinytorch.training import check_finite
 
 from .engine import BETAS, initial_model
@@ -111,7 +112,7 @@ class TorchEngine:
         cuda = self.device.type == "cuda"
         if self.device.type == "cpu":
             local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
-            torch.set_num_threads(cfg.threads or max(1, min(2, os.cpu_count() or 1) // local))
+            torch.set_num_threads(cfg.threads or max(1, DEFAULT_THREADS // local))
         self.bf16 = cfg.bf16 and cuda and cfg.dtype == "float32"
         compiled = cfg.compile and cuda
         for flag, used, needs in (("compile", compiled, "CUDA"), ("bf16", self.bf16, "float32 training on CUDA")):

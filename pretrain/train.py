@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 import signal
 import sys
 import time
@@ -82,7 +81,7 @@ def main(cfg: TrainConfig) -> int:
         with ExitStack() as held:
             cfg = group.share(partial(take_run, cfg, out, held))  # the leader's settled settings, on every rank
             engines.check(cfg)  # a resumed run's stored engine and device
-            with threads.num_threads(cfg.threads or min(2, os.cpu_count() or 1)):
+            with threads.num_threads(cfg.threads or threads.DEFAULT_THREADS):
                 return train(cfg, out, group)
     finally:
         group.close()
@@ -154,7 +153,11 @@ class Run:
     evaluator: Callable  # model -> the evaluation's figures
     data_rng: np.random.Generator
     provenance: dict  # written into every saved model's config.json
-    fingerprint: str | None  # of the corpus; None for level1's tasks
+
+    @property
+    def fingerprint(self) -> str | None:
+        """Of the corpus, as the provenance records it; None for level1's tasks."""
+        return self.provenance.get("corpus", {}).get("fingerprint")
 
 
 def train(cfg: TrainConfig, out: Path, group) -> int:
@@ -166,7 +169,7 @@ def train(cfg: TrainConfig, out: Path, group) -> int:
     provenance = {"model": cfg.model, "command": run_settings.command(cfg), "seed": cfg.seed,
                   "tinytorch_version": tinytorch.__version__, **data_info}
     run = Run(out, cfg, engine, group, tokenizer, next_batch, evaluator, np.random.default_rng(cfg.seed),
-              provenance, data_info.get("corpus", {}).get("fingerprint"))
+              provenance)
     state = resume(run)
 
     stop = StopRequest()

@@ -20,7 +20,7 @@ from tinytorch.evaluate import identifier_completion, text_metrics
 
 from test_pretrain import corpus, tiny_copilot_args  # noqa: F401  (fixture)
 
-FLAGS = [f.name for f in fields(TrainConfig) if f.name not in ("model", "extra", "given")]
+FLAGS = [f.name for f in fields(TrainConfig) if f.name not in ("model", "given")]
 
 
 def python_m(tmp_path, *argv, **kwargs):

@@ -74,7 +74,7 @@ def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: 
     fallback = []  # cut off by the cap, but not a completion (stopping.counts_at_cap): if nothing else
     logits = logits_of([prompt])  # (1, V)
     for step in range(1, max_new_tokens + 1):
-        logp = np.stack([log_softmax(guard(row, b.ids).astype(np.float64)) for row, b in zip(logits, beams)])  # (B, V)
+        logp = np.stack([log_softmax(guard(row, b.ids)) for row, b in zip(logits, beams)])  # (B, V)
         totals = np.array([b.logprob for b in beams])[:, None] + logp  # (B, V)
         order = np.argsort(-totals, axis=None, kind="stable")
         vocab = totals.shape[1]

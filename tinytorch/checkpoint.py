@@ -216,11 +216,13 @@ def default_model_card(config: dict, title: str = "tinytorch GPT",
     return "\n".join(lines + sections) + "\n"
 
 
-def write_weights(path: Path, state: dict) -> None:
+def write_weights(path: Path, state: dict, dtype=np.float32) -> None:
+    """A safetensors file of `state` in `dtype` (None: each array's own; a training run's float64
+    step folders keep theirs, to resume exactly)."""
     from safetensors.numpy import save_file
 
     # safetensors silently writes wrong bytes for a non-contiguous array: always pass contiguous
-    tensors = {name: np.ascontiguousarray(value, dtype=np.float32) for name, value in state.items()}
+    tensors = {name: np.ascontiguousarray(value, dtype=dtype) for name, value in state.items()}
     save_file(tensors, str(path), metadata={"format": "pt"})
 
 

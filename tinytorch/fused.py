@@ -66,19 +66,11 @@ class FusedLayerNorm(Function):
         xhat, rstd, weight = ctx.saved_tensors  # (N, C), (N,), (C,)
         n = xhat.shape[1]
         grad2d = grad.reshape(-1, n)
-        gx = grad2d * xhat  # (N, C), used twice below
+        gx = grad2d * xhat  # (N, C)
         grad_w = column_sum(gx)
         grad_b = column_sum(grad2d)
-        # With g = grad * weight (the gradient reaching xhat), d/dx of (x - mean) * rstd is
-        #   rstd * (g - mean(g) - xhat * mean(g * xhat)): the gradient through the mean and
-        #   through the variance. Both means are matrix-vector products with `weight`:
-        #   mean(g) = grad2d @ weight / n,  mean(g * xhat) = (grad2d * xhat) @ weight / n.
-        mean_g = (grad2d @ weight) * (1.0 / n)  # (N,)
-        mean_gx = (gx @ weight) * (1.0 / n)  # (N,)
-        grad_x = np.multiply(grad2d, weight, out=gx)  # g, reusing gx's buffer
-        grad_x -= mean_g[:, None]
-        grad_x -= xhat * mean_gx[:, None]
-        grad_x *= rstd[:, None]
+        # g = grad * weight reaches xhat (written into gx's buffer); normalize_backward takes it back to x
+        grad_x = normalize_backward(np.multiply(grad2d, weight, out=gx), xhat, rstd)
         return grad_x.reshape(grad.shape), grad_w, grad_b
 
 

@@ -82,7 +82,7 @@ def sample(rng: np.random.Generator, probs: np.ndarray) -> int:
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """(..., V) -> log-probabilities (..., V), float64; -inf logits stay -inf."""
-    return kernels.log_softmax(logits.astype(np.float64))
+    return kernels.log_softmax(logits.astype(np.float64, copy=False))
 
 
 # ----------------------------------------------------------------------------- the repetition guard

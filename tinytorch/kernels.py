@@ -236,7 +236,8 @@ def _heads(x: np.ndarray, n_head: int) -> np.ndarray:
 
 
 def causal_attention_forward(qkv: np.ndarray, n_head: int):
-    """Causal multi-head attention of the packed qkv (B, T, 3C) -> (y (B, T, C), weight blocks)."""
+    """Causal multi-head attention of the packed qkv (B, T, 3C) -> (y (B, T, C), q_scaled (B, T, C),
+    the weight blocks), the last two kept for causal_attention_backward."""
     B, T, C3 = qkv.shape
     C, H = C3 // 3, n_head
     D = C // H

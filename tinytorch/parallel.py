@@ -111,15 +111,13 @@ class ShardedForward(Function):
     parameters: its backward runs each shard's backward on its thread, collecting the shard's
     parameter gradients apart (collect_grads), and returns their sums, added in shard order.
 
-    idx: (B, T) ids  params: the model's parameters  parts: batch slices  ->  run's output stacked
+    idx: (B, T) ids, then the model's parameters  parts: batch slices  ->  run's output stacked
     """
 
     @staticmethod
-    def forward(ctx, idx, *param_arrays, run, params, parts):
-        outs = _in_threads(lambda i: run(idx[parts[i]]), len(parts))
-        ctx.outs, ctx.params = outs, params
-        ctx.parts = parts
-        return np.concatenate([out.data for out in outs])
+    def forward(ctx, idx, *param_arrays, run, parts):
+        ctx.outs, ctx.parts = _in_threads(lambda i: run(idx[parts[i]]), len(parts)), parts
+        return np.concatenate([out.data for out in ctx.outs])
 
     @staticmethod
     def backward(ctx, grad):
@@ -133,7 +131,7 @@ class ShardedForward(Function):
 
         collected = _in_threads(shard, len(parts))
         sums = []
-        for p in ctx.params:
+        for p in ctx.parents[1:]:  # the parameters, as apply recorded them
             total = None
             for grads in collected:  # in shard order: the same sums every run
                 g = grads.get(p)
@@ -145,5 +143,4 @@ class ShardedForward(Function):
 
 def sharded_forward(model, run, idx: np.ndarray, parts: list):
     """run(idx) as a ShardedForward over `model`'s parameters."""
-    params = model.parameters()
-    return ShardedForward.apply(idx, *params, run=run, params=params, parts=parts)
+    return ShardedForward.apply(idx, *model.parameters(), run=run, parts=parts)
