@@ -29,7 +29,6 @@ from html import unescape
 from itertools import islice, product
 from string import ascii_lowercase
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,16 +38,12 @@ from pathlib import Path
 
 import numpy as np
 
+from demos.screenshots import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 # 11,000 lines `def abcd` inside a string: 99 KB, within the 100,000-character training text limit
 DEF_BOMB = 'DOC = """\n' + "".join(f"def {''.join(n)}\n" for n in islice(product(ascii_lowercase, repeat=4), 11_000)) + '"""\n'
 
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid: int) -> float:
@@ -377,7 +372,7 @@ def report(out: dict) -> None:
     print(f"attackers (all at once, {out['attack_seconds']:.0f} s until the last was answered):")
     for name, lines in out["outcomes"].items():
         print(f"  {name:10s} {out['seconds'][name]:6.1f} s  " + "\n                       ".join(lines))
-    print(f"{out['students']} students' generate (20 new chars, greedy):")
+    print(f"{out['students']} students' generate (the default line completion, at most 20 new chars):")
     for phase, xs in out["latencies"].items():
         print(f"  {phase:7s} p50 {ms(xs, 50)}, p95 {ms(xs, 95)} over {len(xs)} requests")
     by_phase = {p: [(rss, n) for q, _, rss, n in out["samples"] if q == p] for p in ("before", "during", "after")}

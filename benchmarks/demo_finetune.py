@@ -39,15 +39,11 @@ def main() -> None:
     parser.add_argument("--examples", nargs="*", default=None, help="example file names (default: all)")
     parser.add_argument("--quiet", action="store_true", help="figures only, no completions")
     parser.add_argument("--default-malloc", action="store_true",
-                        help="skip demos.configure_process (glibc's own malloc thresholds): what tune_malloc saves")
+                        help="keep glibc's own malloc thresholds (TINYTORCH_TUNE_MALLOC=0): what tune_malloc saves")
     args = parser.parse_args()
-    if args.default_malloc:  # glibc's thresholds, nor tuned at the first backward (tinytorch.memory)
-        from tinytorch import parallel
-
+    if args.default_malloc:
         os.environ["TINYTORCH_TUNE_MALLOC"] = "0"
-        parallel.set_threads(1)  # as configure_process sets it
-    else:
-        demos.configure_process()
+    demos.configure_process()
     folders = args.checkpoints or [str(shipped(n)) for n in ("copilot-tiny", "copilot") if shipped(n).is_dir()]
     if not folders:
         sys.exit("no checkpoint: pass a folder, or create checkpoints/copilot-tiny with python -m pretrain")
@@ -83,7 +79,7 @@ def main() -> None:
                 _, details = app.compare("", 40, 0.0, 0, 1.0, 0, session=session)
                 shown.append((label, name, details["rows"]))
     for label, name, rows in shown:
-        print(f"\n## {label}, {name}: greedy completions of the default prompts (pretrained | fine-tuned)")
+        print(f"\n## {label}, {name}: the default line completions of the default prompts (pretrained | fine-tuned)")
         for row in rows:
             tail = row["prompt"].split("\n")[-1]
             print(f"  {tail!r:36} pre: {row['pretrained'].split(chr(10))[0]!r}")

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import os
 import resource
-import socket
 import sys
 import threading
 import time
@@ -35,14 +34,10 @@ if __name__ == "__main__":  # as `python -m demos` does, before numpy loads (see
 
 import numpy as np  # noqa: E402
 
+from demos.screenshots import free_port  # noqa: E402
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROMPT = "def "  # what the generating sessions send, greedy (temperature 0)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values, q) -> float:

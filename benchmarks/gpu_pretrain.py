@@ -19,6 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import harness  # noqa: E402
 
 
 def run_variant(flags: list[str], steps: int, batch_size: int, folder: Path) -> dict:
@@ -40,16 +42,6 @@ def run_variant(flags: list[str], steps: int, batch_size: int, folder: Path) -> 
             "loss": last["loss"], "wall_s": time.perf_counter() - started}
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        import platform
-
-        return platform.processor() or platform.machine()
-
-
 def main(argv=None):
     import torch
 
@@ -65,7 +57,7 @@ def main(argv=None):
                     "torch --compile": ["--engine", "torch", "--device", "cuda", "--compile"],
                     "torch --compile --bf16": ["--engine", "torch", "--device", "cuda", "--compile", "--bf16"]}
     else:
-        where = (f"CPU: {cpu_model()}, torch {torch.__version__}. No CUDA here: a short smoke test of the "
+        where = (f"CPU: {harness.cpu_name()}, torch {torch.__version__}. No CUDA here: a short smoke test of the "
                  "script; the figures that matter come from a GPU")
         variants = {"numpy engine": ["--engine", "numpy"], "torch engine (CPU)": ["--engine", "torch", "--device", "cpu"]}
     print(f"# copilot shape (n_embd 96, 4 layers, context 128), batch {args.batch_size}, {args.steps} steps; {where}")

@@ -30,9 +30,6 @@ SHAPES = {name: _preset_shape(name) for name in ("level1", "copilot-tiny", "copi
 SHAPES["larger"] = (64, 4, 4, 128)
 COPILOT_EMBD = SHAPES["copilot"][0]  # the shipped default, 96
 VOCAB = 98  # the Copilot tokenizer's size: printable ASCII and a few specials
-# Issue 6's targets for the training step, tinytorch time / PyTorch time: (shape, batch) -> ratio
-STEP_TARGETS = {("level1", 16): 0.5, ("copilot-tiny", 16): 1.0, ("copilot-tiny", 64): 1.0,
-                ("copilot", 16): 1.0, ("copilot", 64): 1.0, ("larger", 16): 1.2}
 
 
 def add_common_args(parser, default_threads: int | None = None) -> None:
@@ -124,6 +121,15 @@ def tune_malloc(disabled: bool) -> str:
            f"trim {s['trim_threshold'] >> 20} MiB)"
 
 
+def cpu_name() -> str:
+    """The CPU's model name, as lscpu shows it (every timing table quotes it)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine(threads: int, torch=None, malloc: str = "", compare_torch: bool = True) -> str:
     """One comment line: CPU, cores, load, Python, numpy + BLAS, threads, PyTorch, malloc."""
     import numpy as np
@@ -133,12 +139,7 @@ def machine(threads: int, torch=None, malloc: str = "", compare_torch: bool = Tr
     except ImportError:  # an older tinytorch, measured for comparison: no threads of its own
         get_threads = lambda: 1  # noqa: E731
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_name()
     try:
         blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
         blas = f"{blas['name']} {blas['version']}"

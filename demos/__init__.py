@@ -32,16 +32,15 @@ def configure_process() -> None:
     handing them back to the kernel and page-faulting them in again (see tinytorch/memory.py;
     the time it saves: benchmarks/README.md). And sets OpenBLAS's thread count at
     run time too (see prefer_one_blas_thread), for a process where numpy was imported first."""
-    from tinytorch.memory import tune_malloc
-    from tinytorch.threads import set_blas_threads
+    from tinytorch.memory import tune_malloc_on_first_use
+    from tinytorch.threads import set_blas_threads, set_threads
 
-    tune_malloc()
+    tune_malloc_on_first_use()  # now, not at the first backward; TINYTORCH_TUNE_MALLOC=0 still turns it off
     try:
         threads = int(os.environ.get("OPENBLAS_NUM_THREADS") or 1)
     except ValueError:
         threads = 1
     set_blas_threads(threads)
-    from tinytorch.threads import set_threads  # a fine-tune on one thread too: sessions share the cores
-
+    # a fine-tune on one thread too: sessions share the cores
     if not os.environ.get("TINYTORCH_NUM_THREADS", "").strip():
         set_threads(1)

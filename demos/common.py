@@ -203,6 +203,14 @@ class ModelStore:
         return Loaded(source, location, model.eval(), tokenizer, config, files)
 
 
+def spread(items: list, limit: int) -> list:
+    """Up to `limit` of `items`, spread evenly over them: always the same ones for the same list."""
+    if len(items) <= limit:
+        return items
+    step = len(items) / limit
+    return [items[int(i * step)] for i in range(limit)]
+
+
 def display_name(source: str) -> str:
     """How messages name a checkpoint: as given, but a folder of this project relative to it
     (never the server's absolute path for a default the student did not type)."""

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tinytorch import completion
 from tinytorch.checkpoint import save_pretrained
 from tinytorch.shipped import SHIPPED_NAMES
 from tinytorch.evaluate import text_metrics
@@ -38,7 +39,7 @@ BATCH, BATCH_RANGE = 8, (1, 64)
 CONTEXT = 64  # characters per training window: an identifier and the line or two before it
 # Try it and Compare: the line completion of demos.decoding by default; the sampling settings
 # apply to its "sample" mode. 80 characters: a PEP 8 line and its newline.
-MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = 80, 0.8, 0, 0.95, 0, decoding.MODE
+MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = completion.MAX_NEW_TOKENS, 0.8, 0, 0.95, 0, decoding.MODE
 MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
 BITS = " bits/char"

@@ -5,7 +5,7 @@ decoding write exactly the rest of the line? The line-level counterpart of names
 from __future__ import annotations
 
 from . import decoding
-from .common import COMPUTE
+from .common import COMPUTE, spread
 
 MIN_CHARS = 8  # shorter lines (`else:`, `pass`) say little about what a model learned
 
@@ -14,17 +14,13 @@ def line_cases(text: str, limit: int = 16) -> list[tuple[str, str]]:
     """(the text up to a line's first character of code, the rest of that line) for up to `limit`
     code lines (not comments, at least MIN_CHARS long, not the first line), spread evenly over
     the text: always the same ones for the same text."""
-    cases, start = [], 0
+    found, start = [], 0  # (where the line's code begins, the code): offsets, copied once chosen
     for line in text.split("\n"):
         code = line.lstrip(" ")
-        begin = start + len(line) - len(code)
         if start and len(code.rstrip()) >= MIN_CHARS and not code.startswith("#"):
-            cases.append((text[:begin], code.rstrip()))
+            found.append((start + len(line) - len(code), code.rstrip()))
         start += len(line) + 1
-    if len(cases) > limit:
-        step = len(cases) / limit
-        cases = [cases[int(i * step)] for i in range(limit)]
-    return cases
+    return [(text[:begin], code) for begin, code in spread(found, limit)]  # at most `limit` copies
 
 
 def first_line(completion: str) -> str:

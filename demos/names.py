@@ -9,7 +9,7 @@ import re
 import tokenize
 from collections import Counter
 
-from .common import COMPUTE
+from .common import COMPUTE, spread
 
 # def/class names and module-level UPPER_CASE constants: what a file defines for itself.
 # [ \t]*, not \s*: \s would run across blank lines from every line start (quadratic in them).
@@ -39,18 +39,11 @@ def occurrences_of(text: str, names) -> dict[str, list[int]]:
     return found
 
 
-def occurrences(text: str, name: str) -> list[int]:
-    return occurrences_of(text, [name]).get(name, [])
-
-
 def completion_cases(text: str, limit: int = 24) -> list[tuple[str, str]]:
     """(text up to and including the first 3 characters of an own name, the rest of the name),
     for up to `limit` occurrences spread over the text (always the same ones for the same text)."""
-    cases = sorted((start, name) for name, starts in occurrences_of(text, own_names(text)).items()
-                   for start in starts)
-    if len(cases) > limit:
-        step = len(cases) / limit
-        cases = [cases[int(i * step)] for i in range(limit)]
+    cases = spread(sorted((start, name) for name, starts in occurrences_of(text, own_names(text)).items()
+                          for start in starts), limit)
     return [(text[:start + TYPED], name[TYPED:]) for start, name in cases]  # at most `limit` copies
 
 

@@ -4,7 +4,6 @@ never see each other's weights, and bad input answered with a message while the 
 """
 
 import os
-import socket
 import time
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from gradio_client.exceptions import AppError  # noqa: E402
 from demos import training  # noqa: E402
 from demos.app import build_app  # noqa: E402
 from demos.common import examples  # noqa: E402
+from demos.screenshots import free_port  # noqa: E402
 from demos.copilot import CopilotSession  # noqa: E402
 from demos.level1 import Level1Session  # noqa: E402
 from demos.ui import launch_kwargs  # noqa: E402
@@ -32,12 +32,6 @@ pytestmark = [pytest.mark.filterwarnings("ignore:.*no_silent_downcasting"),
 PANTRY = examples()["pantry.py"]
 ENDPOINTS = {"/load", "/generate", "/finetune", "/stop", "/compare", "/reset", "/download", "/attention",
              "/train", "/evaluate", "/level1_stop"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
