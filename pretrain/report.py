@@ -18,6 +18,8 @@ DESCRIPTIONS = {
                     "Python standard library.",
     "copilot": "Copilot: a character-level GPT that autocompletes Python, trained on the Python "
                "standard library.",
+    "copilot-large": "Copilot (large): the overnight Copilot, a character-level GPT that autocompletes "
+                     "Python, trained on the Python standard library.",
 }
 
 

@@ -285,7 +285,8 @@ def evaluate(run: Run, state: RunState) -> dict | None:
     if not run.group.leader:
         run.group.barrier()
         return None
-    record = {"kind": "eval", "step": state.step, **run.evaluator(run.engine.model)}
+    with threads.blas(run.cfg.threads or threads.DEFAULT_THREADS):  # no step runs meanwhile: its cores are free
+        record = {"kind": "eval", "step": state.step, **run.evaluator(run.engine.model)}
     run_state.append_metrics(run.out, record)
     state.figures = _figures(record)
     if record["val_loss"] < state.best_val_loss:

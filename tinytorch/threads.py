@@ -69,6 +69,20 @@ def num_threads(n: int):
             set_blas_threads(before_blas)
 
 
+@contextmanager
+def blas(n: int):
+    """numpy's OpenBLAS on n threads for a `with` block, then back to its count before: for work
+    that runs between training steps on one thread of Python (an evaluation), whose matrix
+    products may take the cores the step's shards had."""
+    before = blas_threads()
+    set_blas_threads(n)
+    try:
+        yield
+    finally:
+        if before is not None:
+            set_blas_threads(before)
+
+
 # ----------------------------------------------------------------------------- BLAS threads
 # Setter and getter names of the OpenBLAS builds numpy ships or links (scipy-openblas is the
 # one in numpy's wheels; its symbols carry a prefix and, for 64-bit integers, a suffix).
