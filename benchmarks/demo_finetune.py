@@ -64,7 +64,7 @@ def main() -> None:
             before = (text_metrics(session.base.model, tokenizer, [text])["bits_per_char"],
                       names.names_completed(session.base.model, tokenizer, cases))
             start = time.perf_counter()
-            for status, _, _ in app.finetune(text, args.steps, args.lr, args.batch_size, session):
+            for status, _, _ in app.finetune(text, args.steps, args.lr, args.batch_size, session=session):
                 pass
             seconds = time.perf_counter() - start
             after = (text_metrics(session.model, tokenizer, [text])["bits_per_char"],

@@ -44,45 +44,49 @@ class DemoError(ValueError):
 
 # ===================================================================== the compute lock
 class FairLock:
-    """A first-come, first-served lock around every forward/backward pass of the demos.
+    """A first-come, first-served lock around every forward/backward pass of the demos, which up
+    to `slots` threads may hold at once: one per core, since each pass runs on one thread.
 
-    Why a lock: grad mode (`no_grad`) is per thread, so a generation cannot switch off another
-    session's training; but a new model's initialization draws from tinytorch's one global
-    generator (see clone), and a classroom server's cores are few: two matmul-heavy threads at
-    once only fight over them. Why first-come: a fine-tune re-takes the lock after every step,
-    and a plain Lock would let it starve the generations waiting behind it; here each step waits
-    its turn, so a generation waits at most one step of each running fine-tune.
+    Why a lock: a classroom server's cores are few, and more matmul-heavy threads than cores only
+    fight over them. Why first-come: a fine-tune re-takes the lock after every step, and a plain
+    lock would let it starve the generations waiting behind it; here each step waits its turn,
+    so a generation waits at most one step of each running fine-tune.
     """
 
-    def __init__(self):
+    def __init__(self, slots: int = 1):
+        self.slots = max(1, int(slots))
         self._condition = threading.Condition()
         self._queue: deque = deque()
-        self._owner = None
-        self._depth = 0
+        self._holders: dict[int, int] = {}  # thread -> how many times it holds the lock (re-entrant)
 
     def __enter__(self):
         me = threading.get_ident()
         with self._condition:
-            if self._owner == me:  # re-entrant: a handler may call a helper that locks too
-                self._depth += 1
+            if me in self._holders:  # re-entrant: a handler may call a helper that locks too
+                self._holders[me] += 1
                 return self
             ticket = object()
             self._queue.append(ticket)
-            while self._owner is not None or self._queue[0] is not ticket:
+            while len(self._holders) >= self.slots or self._queue[0] is not ticket:
                 self._condition.wait()
             self._queue.popleft()
-            self._owner, self._depth = me, 1
+            self._holders[me] = 1
+            self._condition.notify_all()  # the next in line may take another free slot
             return self
 
     def __exit__(self, *exc):
+        me = threading.get_ident()
         with self._condition:
-            self._depth -= 1
-            if self._depth == 0:
-                self._owner = None
+            self._holders[me] -= 1
+            if self._holders[me] == 0:
+                del self._holders[me]
                 self._condition.notify_all()
 
 
-COMPUTE = FairLock()
+# Passes at once: the cores (TINYTORCH_DEMO_COMPUTE to set it); the demos run numpy on one thread each.
+COMPUTE_SLOTS = int(os.environ.get("TINYTORCH_DEMO_COMPUTE", "0")) or os.cpu_count() or 1
+COMPUTE = FairLock(COMPUTE_SLOTS)
+INIT = threading.Lock()  # a new model's initialization draws from tinytorch's one global generator
 
 
 # ===================================================================== checkpoints
@@ -254,8 +258,9 @@ def check_source(source, offered=()) -> str:
 
 def clone(model: GPT) -> GPT:
     """A session's own copy of a shared model, to fine-tune without touching the original."""
-    with COMPUTE:  # GPT() draws its init from the global generator; keep it to one thread
+    with INIT:  # GPT() draws its init from the global generator; keep it to one thread
         copy = GPT(model.config)
+    with COMPUTE:
         copy.load_state_dict(model.state_dict())
     return copy.eval()
 

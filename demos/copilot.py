@@ -24,33 +24,24 @@ from tinytorch.shipped import SHIPPED_NAMES
 from tinytorch.evaluate import text_metrics
 from tinytorch.training import DivergenceError, sample_batch
 
-from . import decoding, inside, lines, names, training, views
+from . import decoding, inside, lines, names, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
     check_training_text, clone, close_temp_folder, display_name, shipped, temp_folder
 from .curves import curve_frame
+from .finetune import BATCH, BATCH_RANGE, LR_RANGE, STEPS, STEPS_RANGE, Recipe, recommended_lr, run
+from .heldout import HELD_OUT_PERCENT, PERCENT_RANGE, Split, split_text
 
 # The shipped copilots, the default first (tinytorch.shipped names every shipped model).
 SHIPPED = tuple(name for name in SHIPPED_NAMES if name.startswith("copilot"))
-# Fine-tune defaults: 100 steps are short enough for a class to wait for, and enough to learn an
-# example's names (benchmarks/demo_finetune.py measures both; figures in benchmarks/README.md).
-STEPS, STEPS_RANGE = 100, (10, 300)
-LR_RANGE = (1e-5, 0.1)  # the default depends on the model: see recommended_lr
-BATCH, BATCH_RANGE = 8, (1, 64)
-CONTEXT = 64  # characters per training window: an identifier and the line or two before it
+OVERFITTING = 0.01  # nats: a held-out loss this far above its best says the model has begun to memorize
 # Try it and Compare: the line completion of demos.decoding by default; the sampling settings
 # apply to its "sample" mode. 80 characters: a PEP 8 line and its newline.
 MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = completion.MAX_NEW_TOKENS, 0.8, 0, 0.95, 0, decoding.MODE
 MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
+SCORED_CHARS = 10_000  # of each part of the text Compare scores: enough to measure, and bounded
 BITS = " bits/char"
 ZIPPED = "copilot-finetuned"  # the one folder inside the downloaded zip
-
-
-def recommended_lr(config) -> float:
-    """The default learning rate for fine-tuning a model of this width: 3e-3 at n_embd 32, scaled
-    as 1/n_embd above that (wider layers take bigger steps from the same rate). The rates were
-    chosen with benchmarks/demo_finetune.py --lr (figures in benchmarks/README.md)."""
-    return round(3e-3 * min(1.0, 32 / config.n_embd), 5)
 
 
 class CopilotSession:
@@ -59,9 +50,11 @@ class CopilotSession:
     def __init__(self):
         self.base: Loaded | None = None  # shared, never modified
         self.model = None  # the session's own fine-tuned copy, or None
-        self.train_text: str | None = None  # what it was last fine-tuned on
+        self.split: Split | None = None  # the text it was last fine-tuned on: trained part, held-out part
         self.steps_trained = 0
-        self.curve: list[tuple[int, float]] = []  # (step, loss) of the last fine-tune
+        self.curve: list[tuple[int, float]] = []  # (step, batch loss) of the last fine-tune
+        self.held_curve: list[tuple[int, float]] = []  # (step, held-out loss) of the last fine-tune
+        self.kept_step: int | None = None  # the step whose weights the last fine-tune kept
         self.settings: dict = {}
         self.stop = threading.Event()
         self.workdir: Path | None = None  # for the zipped checkpoint; removed with the session
@@ -76,8 +69,14 @@ class CopilotSession:
     def label(self) -> str:
         return display_name(self.base.source) + (" (fine-tuned)" if self.model is not None else "")
 
+    @property
+    def text(self) -> str | None:
+        """The whole text of the last fine-tune, both parts."""
+        return self.split.train + self.split.held_out if self.split else None
+
     def forget_finetune(self):
-        self.model, self.train_text, self.steps_trained, self.curve, self.settings = None, None, 0, [], {}
+        self.model, self.split, self.steps_trained, self.settings = None, None, 0, {}
+        self.curve, self.held_curve, self.kept_step = [], [], None
 
     def close(self):
         """The session ended (tab closed, or idle too long): stop its fine-tune, drop its models,
@@ -93,6 +92,23 @@ class CopilotSession:
 def bits(nats: float) -> float:
     """A cross-entropy in bits per character, the unit the page speaks (Compare, the model card)."""
     return nats / math.log(2)
+
+
+def figures_on(models: dict, tokenizer, text: str, begin: int, end: int, names_limit: int = 24,
+               lines_limit: int = 16) -> dict:
+    """Each model's figures on text[begin:end]: bits per character (the part scored on its own, at
+    most SCORED_CHARS of it), and its own names and lines completed there, with all the text
+    before each as context. {"characters", "bits_per_char", "own_names_completed",
+    "own_lines_completed"}, the last three {model: value or (right, total)}."""
+    part = text[begin:end]
+    with COMPUTE:  # bounds the time the lock is held
+        losses = {k: text_metrics(m, tokenizer, [part[:SCORED_CHARS]])["bits_per_char"] for k, m in models.items()}
+    cases = names.completion_cases(text, names_limit, begin, end)
+    own = lines.line_cases(text, lines_limit, begin, end)
+    return {"characters": len(part), "bits_per_char": losses,
+            "own_names_completed": {k: (names.names_completed(m, tokenizer, cases), len(cases))
+                                    for k, m in models.items()},
+            "own_lines_completed": {k: (lines.lines_completed(m, tokenizer, own), len(own)) for k, m in models.items()}}
 
 
 def offered(first: str | None = None) -> list[str]:
@@ -139,7 +155,7 @@ class Copilot:
         note = ""
         if session.model is not None:
             note = (f"**Fine-tuned in this session:** {session.steps_trained} steps on "
-                    f"{len(session.train_text or ''):,} characters. Reset to go back to the pretrained weights.")
+                    f"{len(session.split.train):,} characters. Reset to go back to the pretrained weights.")
         if session.notice:
             note = (note + "\n\n" if note else "") + session.notice
         return views.model_card(display_name(base.source), base.config, base.model.num_parameters(), note)
@@ -198,64 +214,99 @@ class Copilot:
         return html + (views.suggestions(found) if mode != "sample" else ""), details, session
 
     # ------------------------------------------------------------------ 3. fine-tune
-    def finetune(self, text, steps=STEPS, lr=None, batch_size=BATCH, session=None):
-        """Fine-tune the session's copy on `text`; yields (status HTML, loss curve, session) as it
-        goes. Stop (or a closed session) ends it after the current step, keeping what it learned.
-        lr None (or empty): the model's recommended_lr."""
+    def finetune(self, text, steps=STEPS, lr=None, batch_size=BATCH, held_out=HELD_OUT_PERCENT, keep_best=True,
+                 session=None):
+        """Fine-tune the session's copy on `text` but its last `held_out` percent of lines, which it
+        never sees and is measured on as it goes; yields (status HTML, loss curve, session). With
+        keep_best the run ends with the weights of its best held-out evaluation. Stop (or a
+        closed session) ends it after the current step, keeping what it learned. lr None (or
+        empty): the model's recommended_lr."""
         session = self.session(session)
         steps = as_int(steps, "Steps", *STEPS_RANGE)
         auto = recommended_lr(session.base.model.config)
         lr = auto if lr in (None, "") else as_float(lr, "Learning rate", *LR_RANGE, hint=f" Try {auto:g}.")
         batch_size = as_int(batch_size, "Batch size", *BATCH_RANGE)
+        percent = as_int(held_out, "Held-out part (percent of lines)", *PERCENT_RANGE)
         tokenizer = session.base.tokenizer
         text, note = check_training_text(text, tokenizer)
-        note = escape(note)  # shown in HTML; it quotes characters of the text
-        ids = np.array(tokenizer.encode(text))
-        context = min(CONTEXT, session.base.model.config.n_positions, len(ids) - 1)
-        rng = np.random.default_rng(0)  # the same batches every run: a fine-tune is reproducible
+        split = split_text(text, percent)
+        note = " ".join(escape(n) for n in (note, split.describe()) if n)  # shown in HTML; it quotes the text
 
         session.stop.clear()
-        before = (session.train_text, session.steps_trained)
+        before = (session.split, session.steps_trained)
         if session.model is None:
             session.model = clone(session.base.model)
-        elif session.train_text not in (None, text):
-            note = (note + " " if note else "") + "Continuing from your fine-tuned weights on a new text."
-        session.curve = []
-        session.settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "context": context}
-        yield (views.status(f"Starting: {steps} steps on {len(text):,} characters. {note}"),
+        elif session.text not in (None, text):
+            note += " Continuing from your fine-tuned weights on a new text."
+        session.curve, session.held_curve, session.kept_step = [], [], None
+        recipe = Recipe(lr, steps, batch_size, keep_best=bool(keep_best) and split.has_held_out)
+        session.settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "context": recipe.context,
+                            "held_out_percent": percent if split.has_held_out else 0,
+                            "keep_best": recipe.keep_best}
+        yield (views.status(f"Starting: {steps} steps on {len(split.train):,} characters. {note}"),
                curve_frame([]), session)
 
-        loop = training.train(session.model, lambda: sample_batch(ids, batch_size, context, rng), steps, lr,
-                              should_stop=session.stop.is_set, lock=COMPUTE)
+        loop = run(session.model, tokenizer, split, recipe, should_stop=session.stop.is_set, lock=COMPUTE)
         shown, done = 0.0, None
         try:
             for done in loop:
                 session.last_used = time.monotonic()  # training is not idling
+                if done.held_out is not None:
+                    session.held_curve.append((done.step, done.held_out))
+                if done.step == 0:
+                    continue
                 session.curve.append((done.step, done.loss))
                 session.steps_trained = before[1] + done.step
-                session.train_text = text
+                session.split = split
                 if done.elapsed - shown >= 0.25 and done.step < steps:  # a few updates a second
                     shown = done.elapsed
-                    yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining, note,
-                                          unit=BITS),
-                           curve_frame(session.curve, bits, average=True), session)
+                    yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining,
+                                          " ".join(filter(None, (note, self._held_out_note(session, done)))), unit=BITS),
+                           self._curve(session), session)
         except DivergenceError as err:  # train() has put the weights back as they were
-            session.train_text, session.steps_trained = before
+            session.split, session.steps_trained = before
             if before[0] is None:
                 session.forget_finetune()
             yield (views.status(f"<b>Training diverged, so the weights were restored to what they were "
-                                f"before this run.</b> {err}", "warn"),
-                   curve_frame(session.curve, bits, average=True), session)
+                                f"before this run.</b> {err}", "warn"), self._curve(session), session)
             return
-        if done is None:
+        if done is None or done.step == 0:
             yield views.status("Stopped before the first step; nothing changed.", "warn"), curve_frame([]), session
             return
         stopped = done.step < steps
-        summary = (f"Stopped at step {done.step} of {steps}, keeping what it learned. " if stopped else "") + \
-            "Now <b>Compare</b> it with the pretrained model below."
+        summary = (f"Stopped at step {done.step} of {steps}, keeping what it learned. " if stopped else "")
+        if recipe.keep_best:
+            session.kept_step = done.best_step
+            summary += self._kept_note(done)
+        summary += "Now <b>Compare</b> it with the pretrained model below."
         yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, 0.0,
-                              (note + " " if note else "") + summary, done=True, unit=BITS),
-               curve_frame(session.curve, bits, average=True), session)
+                              " ".join(filter(None, (note, self._held_out_note(session, done), summary))), done=True, unit=BITS),
+               self._curve(session), session)
+
+    @staticmethod
+    def _curve(session):
+        return curve_frame(session.curve, bits, average=True, held_out=session.held_curve, kept_step=session.kept_step)
+
+    @staticmethod
+    def _held_out_note(session, done) -> str:
+        """What the held-out curve says so far: its best, or overfitting since the best."""
+        if not session.held_curve:
+            return ""
+        step, latest = session.held_curve[-1]
+        if latest > done.best_held_out + OVERFITTING and done.best_step < step:
+            return (f"<b>Overfitting:</b> the held-out loss rose from {bits(done.best_held_out):.3f} (step "
+                    f"{done.best_step}) to {bits(latest):.3f}{BITS} while the training loss kept falling: the "
+                    "model is memorizing its training text.")
+        return f"Held-out loss: best {bits(done.best_held_out):.3f}{BITS} at step {done.best_step}."
+
+    @staticmethod
+    def _kept_note(done) -> str:
+        if done.best_step == 0:
+            return ("No step did better on the held-out part than the pretrained weights, so those were kept. "
+                    "Try a lower learning rate or fewer steps. ")
+        if done.best_step < done.step:
+            return f"Kept the weights of step {done.best_step}, the best on the held-out part. "
+        return ""
 
     def stop(self, session=None) -> None:
         """Ask this session's running fine-tune to stop after its current step."""
@@ -266,15 +317,17 @@ class Copilot:
     def compare(self, prompts="", max_new_tokens=MAX_NEW, temperature=TEMPERATURE, top_k=TOP_K, top_p=TOP_P,
                 seed=SEED, mode=MODE, session=None):
         """Pretrained vs fine-tuned on each prompt (same decoding and settings), and both models'
-        loss, own-name and own-line completion on the training text. Returns (HTML, details).
-        Empty prompts: ones drawn from the training text."""
+        figures on the held-out part of the text (what the fine-tune learned: it never saw that
+        part) and on the part it trained on (what it memorized). Returns (HTML, details).
+        Empty prompts: ones drawn from the text."""
         session = self.session(session)
         if session.model is None:
             raise DemoError("Nothing to compare yet: fine-tune the model first (step 3), then compare.")
         tokenizer = session.base.tokenizer
+        split, text = session.split, session.text
         listed = names.parse_prompts(prompts) if isinstance(prompts, str) else []
         if not listed:
-            listed = names.default_prompts(session.train_text) or [session.train_text[:40]]
+            listed = names.default_prompts(text) or [text[:40]]
         if len(listed) > MAX_PROMPTS:
             raise DemoError(f"{len(listed)} prompts: compare at most {MAX_PROMPTS} at once.")
         listed = [check_prompt(p, tokenizer) for p in listed]
@@ -283,16 +336,10 @@ class Copilot:
         models = {"pretrained": session.base.model, "finetuned": session.model}
         rows = [{"prompt": p, **{k: self.complete(m, tokenizer, p, settings, mode)[0][0] for k, m in models.items()}}
                 for p in listed]
-        text = session.train_text[:10_000]  # enough to measure; bounds the time the lock is held
-        with COMPUTE:
-            losses = {k: text_metrics(m, tokenizer, [text])["bits_per_char"] for k, m in models.items()}
-        cases = names.completion_cases(text)
-        completed = {k: (names.names_completed(m, tokenizer, cases), len(cases)) for k, m in models.items()}
-        own = lines.line_cases(text)
-        own_lines = {k: (lines.lines_completed(m, tokenizer, own), len(own)) for k, m in models.items()}
-        details = {"rows": rows, "bits_per_char": losses, "own_names_completed": completed,
-                   "own_lines_completed": own_lines, "mode": mode, **settings}
-        return views.comparison(rows, losses, completed, own_lines), details
+        held = figures_on(models, tokenizer, text, len(split.train), len(text)) if split.has_held_out else None
+        memorized = figures_on(models, tokenizer, text, 0, len(split.train), names_limit=12, lines_limit=8)
+        details = {"rows": rows, "held_out": held, "memorized": memorized, "mode": mode, **settings}
+        return views.comparison(rows, held, memorized, split.describe()), details
 
     # ------------------------------------------------------------------ 5. reset, download
     def reset(self, session=None):
@@ -316,8 +363,9 @@ class Copilot:
             "fine_tuned_from": base.source,
             "base_provenance": base.config.get("provenance", {}),
             "fine_tune": {**session.settings, "steps_done": session.steps_trained,
-                          "text_chars": len(session.train_text or ""),
-                          "text_sha256": hashlib.sha256((session.train_text or "").encode()).hexdigest()},
+                          "text_chars": len(session.split.train),
+                          "held_out_chars": len(session.split.held_out),
+                          "text_sha256": hashlib.sha256(session.split.train.encode()).hexdigest()},
             "tool": "python -m demos copilot",
         }
         folder = session.workdir / ZIPPED

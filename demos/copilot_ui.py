@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import gradio as gr
 
 from . import copilot as C
-from . import decoding, names, views
+from . import curves, decoding, names, views
 from .common import DemoError, check_training_text, examples, read_upload
+from .heldout import split_text
 from .ui import FINETUNES, friendly, heading, keep_spaces, session_state
 
 OWN = "my own code (paste it below or upload a file)"
@@ -114,19 +115,37 @@ def finetune_panel(texts: dict, first: str | None) -> SimpleNamespace:
             with gr.Row():
                 steps = gr.Slider(*C.STEPS_RANGE, C.STEPS, step=10, label="Steps")
                 batch = gr.Slider(*C.BATCH_RANGE, C.BATCH, step=1, label="Batch size")
-            lr = gr.Number(None, label="Learning rate", placeholder="the model's default",
-                           info=f"{C.LR_RANGE[0]:g} to {C.LR_RANGE[1]:g}; too high and it diverges")
+            lr = gr.Number(None, label="Learning rate", placeholder="the model's default", step=1e-5,
+                           info=f"{C.LR_RANGE[0]:g} to {C.LR_RANGE[1]:g}; too high and it memorizes, or diverges")
+            with gr.Row():
+                held_out = gr.Slider(*C.PERCENT_RANGE, C.HELD_OUT_PERCENT, step=5, label="Held out (% of lines)",
+                                     info="The end of the text, never trained on: where learning is measured")
+                keep_best = gr.Checkbox(True, label="Keep the best held-out step",
+                                        info="Early stopping; untick to watch it memorize")
+            split = gr.Markdown(split_note(texts.get(first, ""), C.HELD_OUT_PERCENT))
             with gr.Row():
                 start = gr.Button("Start fine-tuning", variant="primary", scale=2)
                 stop = gr.Button("Stop", variant="stop", scale=1)
             status = gr.HTML(views.status(FRESH), label="Status")
             # No legend (gradio 6.31 clips it at the bottom): the label says which line is which.
             curve = gr.LinePlot(None, x="step", y="loss", color="series", colors_in_legend=[],
-                                color_map={"batch loss": "#86efac", "running average": "#16a34a"},
+                                color_map={curves.BATCH: "#86efac", curves.AVERAGE: "#16a34a",
+                                           curves.HELD_OUT: "#2563eb", curves.KEPT: "#f59e0b"},
                                 x_title="step", y_title="loss (bits per character)",
-                                label="Training loss: each batch (light), running average (dark)")
+                                label="Loss: training batches (light green), their running average (green), the "
+                                      "held-out part (blue), the step kept (orange)")
     return SimpleNamespace(example=example, upload=upload, text=text, steps=steps, batch=batch, lr=lr,
-                           start=start, stop=stop, status=status, curve=curve)
+                           held_out=held_out, keep_best=keep_best, split=split, start=start, stop=stop,
+                           status=status, curve=curve)
+
+
+def split_note(text: str, percent) -> str:
+    """Under the held-out slider: which lines train and which are held out."""
+    try:
+        percent = float(percent)
+    except (TypeError, ValueError):
+        return ""
+    return f"_{split_text(text or '', percent).describe()}_" if (text or "").strip() else ""
 
 
 def compare_panel(first_text: str) -> SimpleNamespace:
@@ -223,7 +242,10 @@ def wire_finetune(app, session, texts, tuning, prompts, results) -> None:
 
     # The results describe the old weights: cleared at once, before the fine-tune queues.
     tuning.start.click(clear_results, None, results, api_visibility="private", queue=False)
-    tuning.start.click(friendly(app.finetune), [tuning.text, tuning.steps, tuning.lr, tuning.batch, session],
+    for changed in (tuning.text.change, tuning.held_out.change):
+        changed(split_note, [tuning.text, tuning.held_out], [tuning.split], api_visibility="private", queue=False)
+    tuning.start.click(friendly(app.finetune), [tuning.text, tuning.steps, tuning.lr, tuning.batch, tuning.held_out,
+                                                tuning.keep_best, session],
                        [tuning.status, tuning.curve, session], api_name="finetune", concurrency_limit=FINETUNES,
                        concurrency_id="finetune", show_progress="full",
                        show_progress_on=[tuning.status])  # the queue place shows there

@@ -5,28 +5,41 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+BATCH, AVERAGE, HELD_OUT, KEPT = "batch loss", "running average", "held-out loss", "kept weights"
 
-def curve_frame(curve, unit=None, average: bool = False) -> pd.DataFrame | None:
+
+def curve_frame(curve, unit=None, average: bool = False, held_out=None, kept_step: int | None = None
+                ) -> pd.DataFrame | None:
     """[(step, loss in nats)] as a frame of step, loss, series.
 
     unit: converts each loss (the Copilot speaks bits per character); none keeps nats.
     average: plot the batch losses ("batch loss") with a running average ("running average"),
     which reads better; otherwise one series, "loss".
-    None when there is no curve: gradio 6.31's LinePlot, given an empty frame, draws no lines in
-    any later update (a colour-scale bug), while None then data works."""
-    if not curve:
+    held_out: [(step, loss in nats)] on the held-out part, a series of its own ("held-out loss").
+    kept_step: a vertical line at that step ("kept weights"), across the plotted losses.
+    None when there is nothing to draw: gradio 6.31's LinePlot, given an empty frame, draws no
+    lines in any later update (a colour-scale bug), while None then data works."""
+    if not curve and not held_out:
         return None
-    steps = [s for s, _ in curve]
-    losses = [unit(l) if unit else l for _, l in curve]
-    if not average:
-        return pd.DataFrame({"step": steps, "loss": losses, "series": "loss"})
-    losses = np.array(losses, dtype=float)
-    smooth, running = [], 0.0
-    for t, value in enumerate(losses, start=1):
-        running = 0.8 * running + 0.2 * value
-        smooth.append(running / (1 - 0.8**t))  # bias-corrected, as Adam does: no drag from a zero start
+    convert = unit or (lambda loss: loss)
+    parts = []
+    if curve:
+        steps = [s for s, _ in curve]
+        losses = np.array([convert(loss) for _, loss in curve], dtype=float)
+        if not average:
+            return pd.DataFrame({"step": steps, "loss": losses, "series": "loss"})
+        smooth, running = [], 0.0
+        for t, value in enumerate(losses, start=1):
+            running = 0.8 * running + 0.2 * value
+            smooth.append(running / (1 - 0.8**t))  # bias-corrected, as Adam does: no drag from a zero start
+        parts += [(steps, losses, BATCH), (steps, smooth, AVERAGE)]
+    if held_out:
+        parts.append(([s for s, _ in held_out], [convert(loss) for _, loss in held_out], HELD_OUT))
+    if kept_step is not None:
+        drawn = [value for _, values, _ in parts for value in values]
+        parts.append(([kept_step, kept_step], [min(drawn), max(drawn)], KEPT))
     return pd.DataFrame({
-        "step": steps * 2,
-        "loss": list(losses) + smooth,
-        "series": ["batch loss"] * len(steps) + ["running average"] * len(steps),
+        "step": [s for steps, _, _ in parts for s in steps],
+        "loss": [float(v) for _, values, _ in parts for v in values],
+        "series": [name for steps, _, name in parts for _ in steps],
     })

@@ -20,7 +20,7 @@ from tinytorch.nn import GPT, GPTConfig
 from tinytorch.training import DivergenceError
 
 from . import training, views
-from .common import COMPUTE, DemoError, ModelStore, as_float, as_int, check_source, clone, \
+from .common import COMPUTE, INIT, DemoError, ModelStore, as_float, as_int, check_source, clone, \
     shipped
 from .curves import curve_frame
 
@@ -150,7 +150,7 @@ class Level1:
             config = self.store.get(self.checkpoint, [self.checkpoint]).model.config
         except DemoError:
             config = GPTConfig(vocab_size=task_tokenizer().vocab_size, **SHAPE)  # pretraining's shape
-        with COMPUTE:  # the init draws from tinytorch's global generator
+        with INIT:  # the init draws from tinytorch's global generator
             tinytorch.manual_seed(seed)
             model = GPT(config).eval()
         return model, f"random weights (seed {seed})"

@@ -10,17 +10,19 @@ from .common import COMPUTE, spread
 MIN_CHARS = 8  # shorter lines (`else:`, `pass`) say little about what a model learned
 
 
-def line_cases(text: str, limit: int = 16) -> list[tuple[str, str]]:
+def line_cases(text: str, limit: int = 16, begin: int = 0, end: int | None = None) -> list[tuple[str, str]]:
     """(the text up to a line's first character of code, the rest of that line) for up to `limit`
-    code lines (not comments, at least MIN_CHARS long, not the first line), spread evenly over
-    the text: always the same ones for the same text."""
+    code lines of text[begin:end] (not comments, at least MIN_CHARS long, not the text's first
+    line), spread evenly over it: always the same ones for the same text."""
+    end = len(text) if end is None else end
     found, start = [], 0  # (where the line's code begins, the code): offsets, copied once chosen
     for line in text.split("\n"):
         code = line.lstrip(" ")
-        if start and len(code.rstrip()) >= MIN_CHARS and not code.startswith("#"):
+        if (start and begin <= start and start + len(line) <= end and len(code.rstrip()) >= MIN_CHARS
+                and not code.startswith("#")):
             found.append((start + len(line) - len(code), code.rstrip()))
         start += len(line) + 1
-    return [(text[:begin], code) for begin, code in spread(found, limit)]  # at most `limit` copies
+    return [(text[:at], code) for at, code in spread(found, limit)]  # at most `limit` copies
 
 
 def first_line(completion: str) -> str:

@@ -39,11 +39,13 @@ def occurrences_of(text: str, names) -> dict[str, list[int]]:
     return found
 
 
-def completion_cases(text: str, limit: int = 24) -> list[tuple[str, str]]:
+def completion_cases(text: str, limit: int = 24, begin: int = 0, end: int | None = None) -> list[tuple[str, str]]:
     """(text up to and including the first 3 characters of an own name, the rest of the name),
-    for up to `limit` occurrences spread over the text (always the same ones for the same text)."""
+    for up to `limit` occurrences spread over text[begin:end] (always the same ones for the same
+    text); the names are those the whole text defines, the context all the text before each."""
+    end = len(text) if end is None else end
     cases = spread(sorted((start, name) for name, starts in occurrences_of(text, own_names(text)).items()
-                          for start in starts), limit)
+                          for start in starts if begin <= start and start + len(name) <= end), limit)
     return [(text[:start + TYPED], name[TYPED:]) for start, name in cases]  # at most `limit` copies
 
 

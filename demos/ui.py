@@ -19,9 +19,10 @@ from .common import DemoError
 log = logging.getLogger("demos")
 EXPECTED = (DemoError, CheckpointError)
 SESSION_TTL = 2 * 3600  # gradio's own limit on a session's state; demos/sessions.py releases it sooner
-# Fine-tunes running at once; the rest wait in the queue, which shows them their place. Each
-# holds a model copy and Adam's moments (about 4x the weights), so this bounds memory too.
-FINETUNES = int(os.environ.get("TINYTORCH_DEMO_FINETUNES", "2"))
+# Fine-tunes running at once: one per core by default, since each runs on one thread; the rest
+# wait in the queue, which shows them their place. Each holds a model copy and Adam's moments
+# (about 4x the weights), so this bounds memory too.
+FINETUNES = int(os.environ.get("TINYTORCH_DEMO_FINETUNES", "0")) or os.cpu_count() or 1
 THEME = gr.themes.Soft(primary_hue="green", secondary_hue="blue", neutral_hue="slate")
 CSS = """
 .gradio-container { max-width: 1280px !important; margin: auto; }

@@ -60,10 +60,11 @@ def progress(step: int, steps: int, loss: float, elapsed: float, remaining: floa
     return status(text, "ok" if done else "info")
 
 
-def comparison(rows: list[dict], losses: dict | None, names: dict | None, own_lines: dict | None = None) -> str:
-    """rows: [{prompt, pretrained, finetuned}]; losses: {pretrained, finetuned} in bits/char;
-    names, own_lines: {pretrained: (right, total), finetuned: (right, total)} own identifiers
-    and own lines completed."""
+def comparison(rows: list[dict], held_out: dict | None, memorized: dict | None, split_note: str = "") -> str:
+    """rows: [{prompt, pretrained, finetuned}]; held_out, memorized: the two models' figures on the
+    held-out part and on the training part (demos.copilot.figures_on), held_out None when nothing
+    was held out. The held-out figures lead: they say what the fine-tune learned; the training
+    part's, beside them, what it memorized."""
     head = (f'<th style="text-align: left; padding: 6px; width: 50%; color: {BEFORE};">Pretrained</th>'
             f'<th style="text-align: left; padding: 6px; width: 50%; color: {AFTER};">Fine-tuned</th>')
     body = []
@@ -72,22 +73,37 @@ def comparison(rows: list[dict], losses: dict | None, names: dict | None, own_li
                         f'{completion(row["prompt"], row[key], tail_lines=2)}</td>'
                         for key in ("pretrained", "finetuned"))
         body.append(f"<tr>{cells}</tr>")
-    scores = []
-    if losses:
-        scores.append(_score("Loss on the training text", f'{losses["pretrained"]:.2f}',
-                             f'{losses["finetuned"]:.2f}', "bits per character (lower is better)"))
-    if names and names["pretrained"][1]:
-        total = names["pretrained"][1]
-        scores.append(_score("Your own names completed", f'{names["pretrained"][0]}/{total}',
-                             f'{names["finetuned"][0]}/{total}', "typed 3 characters, did it finish the name?"))
-    if own_lines and own_lines["pretrained"][1]:
-        total = own_lines["pretrained"][1]
-        scores.append(_score("Your own lines completed", f'{own_lines["pretrained"][0]}/{total}',
-                             f'{own_lines["finetuned"][0]}/{total}', "from each line's start, the whole line exactly?"))
-    return (f'<div style="display: flex; gap: 12px; flex-wrap: wrap; margin-bottom: 10px;">{"".join(scores)}</div>'
-            f'<table style="width: 100%; border-collapse: collapse; table-layout: fixed;">'
+    if held_out:
+        sections = _scores("On the held-out part: what it learned",
+                           f"{held_out['characters']:,} characters it never trained on. {split_note}", held_out)
+        sections += _scores("On the training part: what it memorized",
+                            "The text it trained on: a model can score well here by heart.", memorized, muted=True)
+    else:
+        sections = _scores("On the training text: what it memorized",
+                           "Nothing was held out (the text is short, or the held-out share is 0), so these figures "
+                           "are on the text it trained on: they show memorizing, not learning.", memorized)
+    return (sections + f'<table style="width: 100%; border-collapse: collapse; table-layout: fixed;">'
             f'<thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
             + legend(" · same prompt, same decoding, same settings for both"))
+
+
+def _scores(title: str, hint: str, figures: dict | None, muted: bool = False) -> str:
+    """A titled row of before -> after cards: bits/char, own names, own lines."""
+    if not figures:
+        return ""
+    cards = [_score("Loss", f'{figures["bits_per_char"]["pretrained"]:.2f}',
+                    f'{figures["bits_per_char"]["finetuned"]:.2f}', "bits per character (lower is better)")]
+    for key, name, how in (("own_names_completed", "Your own names completed", "typed 3 characters, did it finish "
+                                                                               "the name?"),
+                           ("own_lines_completed", "Your own lines completed", "from each line's start, the whole "
+                                                                               "line exactly?")):
+        (before, total), (after, _) = figures[key]["pretrained"], figures[key]["finetuned"]
+        if total:
+            cards.append(_score(name, f"{before}/{total}", f"{after}/{total}", how))
+    style = "opacity: 0.8;" if muted else ""
+    return (f'<div style="margin-bottom: 10px; {style}"><div style="font-weight: 600;">{escape(title)}</div>'
+            f'<div style="{MUTED} margin-bottom: 6px;">{escape(hint)}</div>'
+            f'<div style="display: flex; gap: 12px; flex-wrap: wrap;">{"".join(cards)}</div></div>')
 
 
 def _score(title: str, before: str, after: str, hint: str) -> str:

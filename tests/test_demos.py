@@ -18,6 +18,8 @@ from demos import common, decoding, inside, lines, names, training
 from tinytorch import completion
 from demos.common import COMPUTE, DemoError, FairLock, check_training_text, read_upload
 from demos.copilot import Copilot, CopilotSession
+from demos.heldout import split_text
+from tinytorch.evaluate import text_metrics
 from demos.level1 import FROM_CHECKPOINT, FROM_SCRATCH, Level1
 from tasks.level1 import DEFAULT_TASKS, format_tasks, task_tokenizer
 from tinytorch.checkpoint import save_pretrained
@@ -68,7 +70,7 @@ def same(a: dict, b: dict) -> bool:
 
 
 def finetune(app, session, steps=20, text=PANTRY, **kw):
-    return list(app.finetune(text, steps, kw.pop("lr", 3e-3), kw.pop("batch_size", 4), session))
+    return list(app.finetune(text, steps, kw.pop("lr", 3e-3), kw.pop("batch_size", 4), session=session, **kw))
 
 
 # ===================================================================== copilot: load, generate
@@ -175,12 +177,20 @@ def test_finetune_streams_progress_lowers_the_loss_and_touches_only_the_copy(app
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
     assert same(weights(session.base.model), base)  # the shared pretrained model is untouched
     assert not same(weights(session.model), base)
-    assert session.steps_trained == 40 and session.train_text == PANTRY
+    assert session.steps_trained == 40 and session.text == PANTRY
+    # the held-out part (the last fifth of the lines) was measured before the first step and every
+    # 10 steps; the run kept the weights of the lowest, which score exactly that again
+    assert [step for step, _ in session.held_curve] == [0, 10, 20, 30, 40]
+    split = split_text(PANTRY)
+    assert session.split == split and split.held_out and PANTRY.endswith(split.held_out)
+    best_step, best = min(session.held_curve, key=lambda point: point[1])
+    assert session.kept_step == best_step
+    assert text_metrics(session.model, session.base.tokenizer, [split.held_out])["loss"] == pytest.approx(best, abs=1e-9)
 
 
 def test_stop_keeps_what_was_learned(app):
     _, session = app.load(app.default)
-    stream = app.finetune(PANTRY, 300, 3e-3, 4, session)
+    stream = app.finetune(PANTRY, 300, 3e-3, 4, session=session)
     for update in stream:
         if session.steps_trained >= 3:
             app.stop(session)
@@ -231,7 +241,7 @@ def test_bad_finetune_settings_are_refused_before_training(app, kwargs, message)
     _, session = app.load(app.default)
     args = dict(text=PANTRY, steps=20, lr=3e-3, batch_size=4) | kwargs
     with pytest.raises(DemoError, match=message):
-        list(app.finetune(args["text"], args["steps"], args["lr"], args["batch_size"], session))
+        list(app.finetune(args["text"], args["steps"], args["lr"], args["batch_size"], session=session))
     assert session.model is None
 
 
@@ -262,16 +272,25 @@ def test_compare_needs_a_finetune_then_shows_both_with_the_same_settings(app):
     finetune(app, session, steps=60, lr=1e-2)
     html, details = app.compare("", 20, 0.0, 0, 1.0, 0, session=session)
     assert details["rows"] and all({"prompt", "pretrained", "finetuned"} <= set(r) for r in details["rows"])
-    cases = lines.line_cases(session.train_text[:10_000])
+    text, cut = session.text, len(session.split.train)
+    cases = lines.line_cases(text, 16, cut, len(text))  # lines of the held-out part, all the text before as context
+    assert cases and all(len(prefix) >= cut for prefix, _ in cases)
     tokenizer = session.base.tokenizer
     for key, model in (("pretrained", session.base.model), ("finetuned", session.model)):
         by_hand = sum(tokenizer.decode(model.generate(tokenizer.encode(prefix), 120, stop="line", num_beams=8,
                                                       length_penalty=completion.LENGTH_PENALTY, tokenizer=tokenizer)
                                        [len(tokenizer.encode(prefix)):]).split("\n")[0].rstrip() == rest
                       for prefix, rest in cases)
-        assert details["own_lines_completed"][key] == (by_hand, len(cases))
-    assert "Your own lines completed" in html
-    assert details["bits_per_char"]["finetuned"] < details["bits_per_char"]["pretrained"]
+        assert details["held_out"]["own_lines_completed"][key] == (by_hand, len(cases))
+    assert "Your own lines completed" in html and "what it learned" in html and "what it memorized" in html
+    held, memorized = details["held_out"], details["memorized"]
+    assert held["characters"] == len(session.split.held_out) and memorized["characters"] == cut
+    for part, piece in ((held, session.split.held_out), (memorized, session.split.train)):
+        for key, model in (("pretrained", session.base.model), ("finetuned", session.model)):
+            assert part["bits_per_char"][key] == text_metrics(model, tokenizer, [piece])["bits_per_char"]
+    # the kept weights are the best held-out step's: never worse there than the pretrained ones
+    assert held["bits_per_char"]["finetuned"] <= held["bits_per_char"]["pretrained"]
+    assert memorized["bits_per_char"]["finetuned"] < memorized["bits_per_char"]["pretrained"]
     assert "Pretrained" in html and "Fine-tuned" in html
     html, details = app.compare("def pan\n---\nclass J", 10, 0.0, 0, 1.0, 0, session=session)
     assert [r["prompt"] for r in details["rows"]] == ["def pan", "class J"]
@@ -354,6 +373,29 @@ def test_fair_lock_serves_waiters_in_order_and_is_reentrant():
     for t in threads:
         t.join()
     assert order == list(range(5))
+
+
+def test_fair_lock_with_two_slots_lets_two_threads_in_and_queues_the_third():
+    lock, inside_now, most, order = FairLock(slots=2), [], [0], []
+    release = threading.Event()
+
+    def work(i):
+        with lock:
+            inside_now.append(i)
+            most[0] = max(most[0], len(inside_now))
+            order.append(i)
+            release.wait(5)
+            inside_now.remove(i)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+        time.sleep(0.05)
+    assert sorted(inside_now) == [0, 1] and order == [0, 1]  # the third waits for a slot
+    release.set()
+    for t in threads:
+        t.join()
+    assert most[0] == 2 and order == [0, 1, 2]
 
 
 # ===================================================================== look inside
@@ -541,7 +583,7 @@ def test_the_default_learning_rate_follows_the_model_width(app):
     from demos.copilot import recommended_lr
 
     _, session = app.load(app.default)
-    list(app.finetune(PANTRY, 10, None, 4, session))
+    list(app.finetune(PANTRY, 10, None, 4, session=session))
     assert session.settings["lr"] == recommended_lr(session.base.model.config) == 3e-3  # n_embd 16
     assert recommended_lr(GPTConfig(n_embd=96, n_head=4)) == 1e-3
 
@@ -572,7 +614,7 @@ def test_fuzz_generate(app, prompt, settings_):
 def test_fuzz_finetune_settings(app, text, steps, lr, batch):
     _, session = app.load(app.default)
     try:
-        list(app.finetune(text, steps, lr, batch, session))
+        list(app.finetune(text, steps, lr, batch, session=session))
     except DemoError as err:
         assert str(err)
 

@@ -47,7 +47,7 @@ def test_curve_frame_parameter_count_and_shipped_are_defined_once():
 
 
 def test_the_copilots_offered_come_from_the_checkpoints_shipped_list():
-    assert C.SHIPPED == ("copilot", "copilot-tiny")  # tinytorch.shipped.SHIPPED_NAMES, level1 left out
+    assert C.SHIPPED == ("copilot", "copilot-large", "copilot-tiny")  # tinytorch.shipped.SHIPPED_NAMES, level1 left out
     assert C.offered() == ["copilot", "copilot-tiny"]  # both are shipped in checkpoints/
     assert C.offered("me/mine") == ["me/mine", "copilot", "copilot-tiny"]
     assert C.offered("copilot-tiny") == ["copilot-tiny", "copilot"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
-SHIPPED_NAMES = ("copilot", "copilot-tiny", "level1")
+SHIPPED_NAMES = ("copilot", "copilot-large", "copilot-tiny", "level1")
 SHIPPED = ", ".join(SHIPPED_NAMES) + " (by name, from any folder)"  # for error messages
 
 
