@@ -4,6 +4,7 @@ An engine is the model, its optimizer and one step:
 
     model                  a tinytorch GPT holding the current weights: evaluation and the step
                            folders read it, so both are the same code for every engine
+    hardware()             where it trains, in words (recorded in the model's provenance)
     train_step(x, y, lr, max_grad_norm, step) -> (loss, gradient norm before clipping)
     optimizer_state()      (arrays, scalars) in tinytorch AdamW's layout, whichever the engine
     load(weights, arrays, scalars)   put a step folder back
@@ -27,12 +28,14 @@ on its shard of it.
 from __future__ import annotations
 
 import os
+import platform
 
 import numpy as np
 
 import tinytorch
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.optim import AdamW
+from tinytorch.threads import DEFAULT_THREADS
 from tinytorch.training import train_step
 
 BETAS = (0.9, 0.95)  # AdamW's, in both engines
@@ -45,12 +48,29 @@ def initial_model(config: GPTConfig, seed: int, dtype: str) -> GPT:
     return GPT(config).to(np.dtype(dtype))
 
 
+def cpu_name() -> str:
+    """The processor's model name, as the model card and benchmarks quote it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 class NumpyEngine:
     """tinytorch's GPT, AdamW and train_step, on the CPU."""
 
     def __init__(self, config: GPTConfig, cfg):
         self.model = initial_model(config, cfg.seed, cfg.dtype)
         self.optimizer = AdamW(self.model.optimizer_groups(cfg.weight_decay), lr=cfg.lr, betas=BETAS)
+        self.threads = cfg.threads or DEFAULT_THREADS
+
+    def hardware(self) -> str:
+        """Where it trains, in words (the model card's)."""
+        return f"{cpu_name()}, {self.threads} thread(s), numpy {np.__version__}"
 
     def train_step(self, x, y, lr: float, max_grad_norm: float, step: int) -> tuple[float, float]:
         self.optimizer.set_lr(lr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shlex
 from pathlib import Path
 
 from tinytorch import pretrained
@@ -70,11 +71,33 @@ def _full_validation(figures) -> list[str]:
             f"identifiers of 6 or more characters, sampled). Measured by `{figures['command']}`.", ""]
 
 
-def model_card(name: str, config: dict, records: list[dict], best_step: int) -> str:
+def _how_trained(provenance: dict, records: list[dict]) -> list[str]:
+    """Engine, hardware, the training time, and every interruption the run folder recorded."""
+    train = [r for r in records if r.get("kind") == "train"]
+    resumes = [r for r in records if r.get("kind") == "resume"]
+    lines = []
+    if provenance.get("hardware"):
+        lines.append(f"Trained with the {provenance.get('engine', 'numpy')} engine on {provenance['hardware']}.")
+    if train:
+        minutes = train[-1].get("elapsed", 0) / 60
+        lines.append(f"{train[-1]['step']:,} steps in {minutes:,.1f} minutes of training, evaluations included.")
+    if resumes:
+        lines.append("Interrupted and resumed (`--resume`, exactly where it stopped) "
+                     + "; ".join(f"at step {r['step']:,}" + (f", on {r['hardware']}" if r.get("hardware") else "")
+                                 for r in resumes) + ".")
+    elif train and provenance.get("hardware"):  # a run that records its interruptions (older ones did not)
+        lines.append("It ran without interruption.")
+    return [" ".join(lines), ""] if lines else []
+
+
+def model_card(name: str, config: dict, records: list[dict], best_step: int, folder: str | None = None) -> str:
+    """folder: where the usage snippet loads it from (default checkpoints/NAME)."""
     evals = [r for r in records if r.get("kind") == "eval"]
     best = next((r for r in evals if r["step"] == best_step), evals[-1] if evals else {})
     provenance = config.get("provenance", {})
-    lines = ["## Training", "", f"Made with: `{provenance.get('command', '?')}`", "",
+    out = provenance.get("out")  # the run folder as typed, when it was not the default
+    command = provenance.get("command", "?") + (f" --out {shlex.quote(out)}" if out else "")
+    lines = ["## Training", "", f"Made with: `{command}`", "", *_how_trained(provenance, records),
              f"This folder holds the step with the lowest validation loss: step {best_step}.", ""]
     corpus = provenance.get("corpus")
     if corpus:
@@ -85,9 +108,10 @@ def model_card(name: str, config: dict, records: list[dict], best_step: int) -> 
     lines += _full_validation(provenance.get("full_validation"))
     lines += ["## Figures at each evaluation", ""]
     if corpus:
+        where = ("are above" if provenance.get("full_validation") else
+                 f"come from `python -m pretrain.validate {folder or f'checkpoints/{name}'}`")
         lines += ["Each evaluation during training scores a fixed slice of the validation files (`--eval-chars` "
-                  "characters, 100 identifiers), to cost seconds; the figures on every validation file are above.",
-                  ""]
+                  f"characters, 100 identifiers), to cost seconds; the figures on every validation file {where}.", ""]
     lines += _figures_table(evals) + [
         "", "![loss curve](loss_curve.png)", "", "Every record is in `metrics.jsonl`.", ""]
     if best.get("prompt_checks"):
@@ -103,8 +127,17 @@ def model_card(name: str, config: dict, records: list[dict], best_step: int) -> 
                   for a in best["answers"]]
     prompt, new_tokens = ("FGHI>", 4) if name == "level1" else ("def ", 60)
     return default_model_card(config, title=f"tinytorch {name}", about=DESCRIPTIONS.get(name, ""),
-                              folder=f"checkpoints/{name}", prompt=prompt, new_tokens=new_tokens,
+                              folder=folder or f"checkpoints/{name}", prompt=prompt, new_tokens=new_tokens,
                               tags=("education",), sections=lines)
+
+
+def shown_path(folder: Path) -> str:
+    """A folder as a user in the current folder would type it: relative when it is below it."""
+    folder = Path(folder).resolve()
+    try:
+        return folder.relative_to(Path.cwd()).as_posix()
+    except ValueError:
+        return str(folder)
 
 
 def export_files(model: str) -> tuple[str, ...]:
@@ -128,6 +161,7 @@ def export_checkpoint(out: Path, export: Path, cfg, command: str) -> Path:
 
         tasks = config["provenance"]["tasks"]
         extra["tasks.txt"] = format_tasks(t.split(">") for t in tasks)
+    card = model_card(cfg.model, config, records, best_step, folder=shown_path(export))
     save_pretrained(model, export, tokenizer=tokenizer, provenance=config.get("provenance"),
-                    model_card=model_card(cfg.model, config, records, best_step), extra_files=extra)
+                    model_card=card, extra_files=extra)
     return export

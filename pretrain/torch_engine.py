@@ -23,7 +23,7 @@ from tinytorch.nn import GPTConfig
 from tinytorch.threads import DEFAULT_THREADS
 from tinytorch.training import check_finite
 
-from .engine import BETAS, initial_model
+from .engine import BETAS, cpu_name, initial_model
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 MOMENTS = ("exp_avg", "exp_avg_sq")  # AdamW's state, under tinytorch's names (torch's too)
@@ -137,6 +137,15 @@ class TorchEngine:
             model = nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device] if cuda else None)
         self.forward = torch.compile(model) if compiled else model
         self._stale = False  # whether self.host lags behind self.net
+
+    def hardware(self) -> str:
+        """Where it trains, in words (the model card's)."""
+        if self.device.type == "cuda":
+            where = f"{torch.cuda.get_device_name(self.device)} (CUDA)"
+        else:
+            where = f"{cpu_name()}, {torch.get_num_threads()} thread(s)"
+        ranks = f", {self.group.size} processes" if self.group.size > 1 else ""
+        return f"{where}{ranks}, torch {torch.__version__}"
 
     @property
     def model(self):

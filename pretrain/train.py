@@ -167,7 +167,8 @@ def train(cfg: TrainConfig, out: Path, group) -> int:
                                            n_embd=cfg.n_embd, n_layer=cfg.n_layer, n_head=cfg.n_head,
                                            dropout=cfg.dropout), group)
     provenance = {"model": cfg.model, "command": run_settings.command(cfg), "seed": cfg.seed,
-                  "tinytorch_version": tinytorch.__version__, **data_info}
+                  "engine": cfg.engine, "hardware": engine.hardware(), "tinytorch_version": tinytorch.__version__,
+                  **({"out": cfg.out} if cfg.out else {}), **data_info}
     run = Run(out, cfg, engine, group, tokenizer, next_batch, evaluator, np.random.default_rng(cfg.seed),
               provenance)
     state = resume(run)
@@ -240,6 +241,9 @@ def resume(run: Run) -> RunState:
     if not leader:
         return state
     run_state.rewind(out, state.step)
+    # the model card lists every interruption: where the run went on, and on what
+    run_state.append_metrics(out, {"kind": "resume", "step": state.step, "engine": cfg.engine,
+                                   "hardware": run.provenance["hardware"]})
     print(f"resuming {out} at step {state.step}", file=sys.stderr)
     if state.step >= cfg.steps:
         print(f"the run is complete (--steps {cfg.steps}); to train longer: "

@@ -79,10 +79,10 @@ def validate(folder, corpus: str = "", command: str = "", show_progress: bool = 
     config["provenance"] = provenance
     write_config(folder, config)
     if (folder / "metrics.jsonl").is_file() and "model" in provenance:
-        from .report import model_card
+        from .report import model_card, shown_path
 
         records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines() if line.strip()]
-        card = model_card(provenance["model"], config, records, provenance.get("steps", 0))
+        card = model_card(provenance["model"], config, records, provenance.get("steps", 0), folder=shown_path(folder))
         (folder / CARD_NAME).write_text(card, encoding="utf-8")
     return figures
 
