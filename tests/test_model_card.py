@@ -14,7 +14,7 @@ from conftest import tiny_gpt
 SHIPPED = Path(__file__).resolve().parents[1] / "checkpoints"
 
 
-@pytest.mark.parametrize("name", ["copilot", "copilot-tiny", "level1"])
+@pytest.mark.parametrize("name", ["copilot", "copilot-large", "copilot-tiny", "level1"])
 def test_the_shipped_cards_re_render_byte_for_byte(name):
     folder = SHIPPED / name
     config = json.loads((folder / "config.json").read_text())
