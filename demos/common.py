@@ -337,6 +337,9 @@ def check_training_text(text, tokenizer: CharTokenizer, min_chars: int = 64) -> 
                             f"({show_chars(sorted(unknown))}): this does not look like Python source.")
         text = "".join(c for c in text if c not in unknown)
         note = f"Left out {dropped} character(s) the model does not know: {show_chars(sorted(unknown))}."
+    # one ending, whatever the editor or client sent: a browser's code box and an API call give the
+    # same text, so the same batches and the same fine-tune
+    text = text.rstrip() + "\n"
     if len(text) < min_chars:
         raise DemoError(f"The training text is only {len(text)} characters; give it at least {min_chars} "
                         "(a function or two).")

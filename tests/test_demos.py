@@ -245,6 +245,14 @@ def test_bad_finetune_settings_are_refused_before_training(app, kwargs, message)
     assert session.model is None
 
 
+def test_training_text_ends_the_same_whatever_the_client_sent():
+    """A browser's code box and an API call may differ in trailing blank lines: one text, one fine-tune."""
+    tokenizer = CharTokenizer.python()
+    body = PANTRY.rstrip()
+    for sent in (body, body + "\n", body + "\n\n  \n", body + "\r\n"):
+        assert check_training_text(sent, tokenizer) == (body + "\n", "")
+
+
 def test_training_text_drops_a_few_unknown_characters_with_a_note():
     text, note = check_training_text("# café\n" + PANTRY, CharTokenizer.python())
     assert "é" not in text and "'é'" in note and text.endswith(PANTRY)
