@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import secrets
 import shutil
 import threading
 import time
@@ -36,7 +37,8 @@ SHIPPED = tuple(name for name in SHIPPED_NAMES if name.startswith("copilot"))
 OVERFITTING = 0.01  # nats: a held-out loss this far above its best says the model has begun to memorize
 # Try it and Compare: the line completion of demos.decoding by default; the sampling settings
 # apply to its "sample" mode. 80 characters: a PEP 8 line and its newline.
-MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = completion.MAX_NEW_TOKENS, 0.8, 0, 0.95, 0, decoding.MODE
+# SEED None: a fresh seed for each press, shown with the result so that it can be repeated.
+MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = completion.MAX_NEW_TOKENS, 0.8, 0, 0.95, None, decoding.MODE
 MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
 SCORED_CHARS = 10_000  # of each part of the text Compare scores: enough to measure, and bounded
@@ -177,7 +179,7 @@ class Copilot:
             "temperature": as_float(temperature, "Temperature", 0.0, 2.0, " Use 0 for the most likely character."),
             "top_k": as_int(top_k, "Top-k", 0, vocab_size) or None,  # 0 = off
             "top_p": as_float(top_p, "Top-p", 0.01, 1.0) if top_p not in (None, "") else None,
-            "seed": as_int(seed, "Seed", 0, 2**31 - 1),
+            "seed": secrets.randbelow(2**31) if seed in (None, "") else as_int(seed, "Seed", 0, 2**31 - 1),
         }
 
     def mode(self, mode) -> str:
@@ -211,7 +213,9 @@ class Copilot:
                    "model": session.label, "fine_tuned": session.model is not None, "seconds": round(seconds, 3),
                    **settings}
         html = views.generation(prompt, written, seconds, session.label)
-        return html + (views.suggestions(found) if mode != "sample" else ""), details, session
+        if mode == "sample":
+            return html + views.seed_note(settings["seed"]), details, session
+        return html + views.suggestions(found), details, session
 
     # ------------------------------------------------------------------ 3. fine-tune
     def finetune(self, text, steps=STEPS, lr=None, batch_size=BATCH, held_out=HELD_OUT_PERCENT, keep_best=True,

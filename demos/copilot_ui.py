@@ -83,7 +83,8 @@ def try_panel() -> SimpleNamespace:
             with gr.Accordion("Sampling and length", open=False):
                 with gr.Row():
                     max_new = gr.Slider(1, 400, C.MAX_NEW, step=1, label="Max new characters")
-                    seed = gr.Number(C.SEED, precision=0, label="Seed", minimum=0)
+                    seed = gr.Number(C.SEED, precision=0, label="Seed", minimum=0,
+                                     placeholder="a new one each press", info="Sample mode; empty: a new seed each time")
                 with gr.Row():
                     temperature = gr.Slider(0, 2, C.TEMPERATURE, step=0.05, label="Temperature",
                                             info="Sample mode; 0 = always the most likely character")

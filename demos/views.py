@@ -41,6 +41,12 @@ def generation(prompt: str, written: str, seconds: float, model_label: str) -> s
                                                 f"{' · ' + speed if speed else ''}")
 
 
+def seed_note(seed: int) -> str:
+    """Under a sampled completion: its seed, to draw the same text again."""
+    return (f'<div style="{MUTED} margin-top: 4px;">Sampled with seed <b>{seed}</b>: each press draws a new one; '
+            f"type {seed} into Seed (under Sampling and length) to get this text again.</div>")
+
+
 def status(text: str, kind: str = "info") -> str:
     colors = {"info": ("#eff6ff", "#1e3a8a", "#bfdbfe"), "ok": ("#f0fdf4", "#14532d", "#bbf7d0"),
               "warn": ("#fffbeb", "#78350f", "#fde68a")}[kind]

@@ -116,6 +116,17 @@ def test_generate_marks_the_written_part_and_is_reproducible(app):
     assert greedy["top_k"] == 3 and greedy["top_p"] == 0.5
 
 
+def test_sample_mode_draws_a_fresh_seed_each_press_and_shows_it(app):
+    prompt = "def f(x):\n    return "
+    presses = [app.generate(prompt, 30, 1.0, 0, 1.0, None, "sample") for _ in range(4)]
+    seeds = [details["seed"] for _, details, _ in presses]
+    assert len(set(seeds)) == 4  # 2**31 seeds: four equal draws would be a broken generator
+    for html, details, _ in presses:
+        assert f"seed <b>{details['seed']}</b>" in html
+        again = app.generate(prompt, 30, 1.0, 0, 1.0, details["seed"], "sample")[1]
+        assert again["completion"] == details["completion"]  # the seed shown repeats the text
+
+
 def test_generate_completes_the_line_with_ranked_suggestions(app):
     """The default: beam search over the line; the suggestions are distinct, best first, and each
     probability is the model's for that whole completion."""
