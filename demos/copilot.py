@@ -9,7 +9,6 @@ training never touches another's weights.
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import shutil
 import threading
@@ -28,7 +27,7 @@ from tinytorch.training import DivergenceError, sample_batch
 from . import decoding, inside, lines, names, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
     check_training_text, clone, close_temp_folder, display_name, shipped, temp_folder
-from .curves import curve_frame
+from .curves import BITS, bits, curve_frame
 from .finetune import BATCH, BATCH_RANGE, LR_RANGE, STEPS, STEPS_RANGE, Recipe, recommended_lr, run
 from .heldout import HELD_OUT_PERCENT, PERCENT_RANGE, Split, split_text
 
@@ -42,7 +41,6 @@ MAX_NEW, TEMPERATURE, TOP_K, TOP_P, SEED, MODE = completion.MAX_NEW_TOKENS, 0.8,
 MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
 SCORED_CHARS = 10_000  # of each part of the text Compare scores: enough to measure, and bounded
-BITS = " bits/char"
 ZIPPED = "copilot-finetuned"  # the one folder inside the downloaded zip
 
 
@@ -89,11 +87,6 @@ class CopilotSession:
         if self.workdir is not None:
             close_temp_folder(self.workdir)
             self.workdir = None
-
-
-def bits(nats: float) -> float:
-    """A cross-entropy in bits per character, the unit the page speaks (Compare, the model card)."""
-    return nats / math.log(2)
 
 
 def figures_on(models: dict, tokenizer, text: str, begin: int, end: int, names_limit: int = 24,

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pandas as pd
 
 BATCH, AVERAGE, HELD_OUT, KEPT = "batch loss", "running average", "held-out loss", "kept weights"
+BITS = " bits/char"  # the unit both demos speak
+
+
+def bits(nats: float) -> float:
+    """A cross-entropy in bits per character, the unit the pages speak (curves, Compare, the cards)."""
+    return nats / math.log(2)
 
 
 def curve_frame(curve, unit=None, average: bool = False, held_out=None, kept_step: int | None = None

@@ -22,7 +22,7 @@ from tinytorch.training import DivergenceError
 from . import training, views
 from .common import COMPUTE, INIT, DemoError, ModelStore, as_float, as_int, check_source, clone, \
     shipped
-from .curves import curve_frame
+from .curves import BITS, bits, curve_frame
 
 CHECKPOINT = "level1"
 FROM_CHECKPOINT, FROM_SCRATCH = "the Level 1 checkpoint", "random weights (from scratch)"
@@ -169,7 +169,9 @@ class Level1:
         except DemoError:
             return ("_No Level 1 checkpoint here (create it with `python -m pretrain level1`): "
                     "train from random weights._")
-        return views.model_card("The Level 1 checkpoint", loaded.config, loaded.model.num_parameters())
+        return views.model_card("The shipped Level 1 checkpoint", loaded.config, loaded.model.num_parameters(),
+                                "_These are the checkpoint's figures; \"Start from\" picks it or random weights, "
+                                "and Evaluate says how the model on this page does._")
 
     def answers(self, session, pairs):
         with COMPUTE:
@@ -208,12 +210,12 @@ class Level1:
                 session.curve.append((done.step, done.loss))
                 if done.elapsed - shown >= 0.2 and done.step < steps:
                     shown = done.elapsed
-                    yield (views.progress(done.step, steps, done.loss, done.elapsed, done.remaining),
-                           curve_frame(session.curve), results_view(results),
+                    yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining, unit=BITS),
+                           curve_frame(session.curve, bits), results_view(results),
                            accuracy_html(results, origin + ", before training"), session)
         except DivergenceError as err:
             yield (views.status(f"<b>Training diverged; the weights are back where they started.</b> {err}", "warn"),
-                   curve_frame(session.curve), results_view(results), accuracy_html(results, origin), session)
+                   curve_frame(session.curve, bits), results_view(results), accuracy_html(results, origin), session)
             return
         trained = done.step if done else 0
         session.origin = f"{origin}, then {trained} steps"
@@ -221,10 +223,11 @@ class Level1:
         right = sum(r["correct"] for r in results)
         summary = f"{right}/{len(results)} pairs right after {trained} steps."
         if done is not None:
-            status = views.progress(done.step, steps, done.loss, done.elapsed, 0.0, summary, done=True)
+            status = views.progress(done.step, steps, bits(done.loss), done.elapsed, 0.0, summary, done=True, unit=BITS)
         else:
             status = views.status("Stopped before the first step. " + summary, "warn")
-        yield status, curve_frame(session.curve), results_view(results), accuracy_html(results, session.origin), session
+        yield (status, curve_frame(session.curve, bits), results_view(results), accuracy_html(results, session.origin),
+               session)
 
     def stop(self, session=None) -> None:
         if isinstance(session, Level1Session):

@@ -24,24 +24,27 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
             heading("1", "The facts", "Four characters from A-Z and 0-9 on each side. Edit them, add rows.")
             table = gr.Dataframe(app.default_table(), headers=["input", "output"], datatype="str",
                                  interactive=True, label="Pairs")
-            heading("2", "Train")
-            start = gr.Radio([L.FROM_CHECKPOINT, L.FROM_SCRATCH], value=L.FROM_SCRATCH, label="Start from")
-            steps = gr.Slider(10, 500, L.STEPS, step=10, label="Steps")
-            with gr.Row():
-                lr = gr.Number(L.LR, label="Learning rate")
-                seed = gr.Number(0, precision=0, label="Seed (random weights)", minimum=0)
-            with gr.Row():
-                train = gr.Button("Train", variant="primary", scale=2)
-                stop = gr.Button("Stop", variant="stop", scale=1)
-            status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."), label="Status")
-            curve = gr.LinePlot(None, x="step", y="loss", color="series", y_title="loss (nats)",
-                                label="Training loss", color_map={"loss": "#16a34a"}, colors_in_legend=[])
         with gr.Column(scale=3):
-            heading("3", "Evaluate", "The model's answer to each input, typed greedily.")
+            heading("2", "Evaluate", "The model's answer to each input, typed greedily.")
             evaluate = gr.Button("Evaluate", variant="primary")
             accuracy = gr.HTML(label="Accuracy")
             results = gr.Dataframe(headers=["input", "expected", "answer", "right?"], interactive=False,
                                    label="Answers")
+    heading("3", "Train", "A new model on the facts above, then evaluated again.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            start = gr.Radio([L.FROM_CHECKPOINT, L.FROM_SCRATCH], value=L.FROM_SCRATCH, label="Start from")
+            steps = gr.Slider(10, 500, L.STEPS, step=10, label="Steps")
+            with gr.Row():
+                lr = gr.Number(L.LR, label="Learning rate", step=1e-3)
+                seed = gr.Number(0, precision=0, label="Seed (random weights)", minimum=0)
+            with gr.Row():
+                train = gr.Button("Train", variant="primary", scale=2)
+                stop = gr.Button("Stop", variant="stop", scale=1)
+        with gr.Column(scale=3):
+            status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."), label="Status")
+            curve = gr.LinePlot(None, x="step", y="loss", color="series", y_title="loss (bits per character)",
+                                label="Training loss", color_map={"loss": "#16a34a"}, colors_in_legend=[])
 
     def on_open(current):
         try:

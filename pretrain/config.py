@@ -65,9 +65,9 @@ PRESETS = {
         lr=3e-3, min_lr=3e-4, warmup_steps=200,
     ),
     "copilot": TrainConfig(model="copilot"),
-    # The overnight model: the best a night of the numpy engine on 2 cores buys (benchmarks/README.md,
-    # "copilot-large"). 2.7M parameters at about 2.5 s a step on a 2-core AMD EPYC: 11,000 steps fit
-    # 8 hours with the evaluations; --hours 8 is the guard on a slower machine.
+    # The overnight model: the best a night of the numpy engine on 2 cores buys. Its steps are the
+    # measured seconds per step on a 2-core machine times the steps, with the evaluations, inside 8
+    # hours (benchmarks/README.md, "copilot-large"); --hours 8 is the guard on a slower machine.
     "copilot-large": TrainConfig(
         model="copilot-large", n_embd=192, n_layer=6, n_head=6, n_positions=256, steps=11000, hours=8.0,
         batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=200,

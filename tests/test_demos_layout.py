@@ -48,9 +48,9 @@ def test_curve_frame_parameter_count_and_shipped_are_defined_once():
 
 def test_the_copilots_offered_come_from_the_checkpoints_shipped_list():
     assert C.SHIPPED == ("copilot", "copilot-large", "copilot-tiny")  # tinytorch.shipped.SHIPPED_NAMES, level1 left out
-    assert C.offered() == ["copilot", "copilot-tiny"]  # both are shipped in checkpoints/
-    assert C.offered("me/mine") == ["me/mine", "copilot", "copilot-tiny"]
-    assert C.offered("copilot-tiny") == ["copilot-tiny", "copilot"]
+    assert C.offered() == ["copilot", "copilot-large", "copilot-tiny"]  # all are shipped in checkpoints/
+    assert C.offered("me/mine") == ["me/mine", "copilot", "copilot-large", "copilot-tiny"]
+    assert C.offered("copilot-tiny") == ["copilot-tiny", "copilot", "copilot-large"]
 
 
 def test_the_card_counts_the_parameters_of_the_shipped_copilot():
@@ -60,12 +60,12 @@ def test_the_card_counts_the_parameters_of_the_shipped_copilot():
     assert "469,248" in app.card(session) or "0.47M" in app.card(session)
 
 
-def test_level1_curve_is_its_losses_in_nats_as_one_series(folders):  # noqa: F811
+def test_level1_curve_is_its_losses_in_bits_per_character_as_one_series(folders):  # noqa: F811
     level1 = Level1(folders["level1"])
     *_, (_, frame, _, _, session) = level1.train(level1.default_table(), FROM_SCRATCH, 5, 1e-2, 0)
     assert list(frame["series"].unique()) == ["loss"]
     assert list(frame["step"]) == [1, 2, 3, 4, 5]
-    assert list(frame["loss"]) == [loss for _, loss in session.curve]
+    assert list(frame["loss"]) == [loss / math.log(2) for _, loss in session.curve]  # the Copilot's unit too
 
 
 def test_curve_frame_converts_and_averages():
@@ -118,7 +118,7 @@ def test_build_is_short_and_each_panel_is_its_own_function():
 # The API before the page was split by panel (gradio_client's view_api): names and parameters.
 API = {
     "/load": ["source"], "/generate": ["prompt", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "mode"],
-    "/finetune": ["text", "steps", "lr", "batch_size"], "/stop": [],
+    "/finetune": ["text", "steps", "lr", "batch_size", "held_out", "keep_best"], "/stop": [],
     "/compare": ["prompts", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "mode"],
     "/reset": [], "/download": [], "/attention": ["prompt", "layer", "head"],
     "/train": ["table", "start", "steps", "lr", "seed"], "/evaluate": ["table"], "/level1_stop": [],
