@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) -m demos copilot --port $(PORT)
+	$(PY) -m demos all --port $(PORT)
 
 test: $(STAMP)
 	$(PY) -m pytest -q

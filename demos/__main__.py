@@ -1,4 +1,4 @@
-"""python -m demos copilot|level1 [--checkpoint PATH_OR_REPO_ID] [--port 7860] [--host 127.0.0.1]"""
+"""python -m demos [all|copilot|level1] [--checkpoint PATH_OR_REPO_ID] [--port 7860] [--host 127.0.0.1]"""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from . import configure_process, prefer_one_blas_thread
 def main(argv=None) -> None:
     prefer_one_blas_thread()  # first: nothing has imported numpy yet
     parser = argparse.ArgumentParser(prog="python -m demos", description="Open a tinytorch demo in the browser.")
-    parser.add_argument("demo", nargs="?", default="copilot", choices=["copilot", "level1", "all"],
-                        help="which demo to open (all = both, as tabs); default: copilot")
+    parser.add_argument("demo", nargs="?", default="all", choices=["all", "copilot", "level1"],
+                        help="which demo to open: all (the default) is both, as tabs, the Copilot first")
     parser.add_argument("--checkpoint", help="the model to start with: a folder or a Hub repo id "
                                              "(default: the shipped checkpoint)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))

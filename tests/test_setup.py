@@ -18,7 +18,7 @@ def test_make_demo_passes_port_on():
     done = subprocess.run(["make", "-n", "--no-print-directory", "demo", "PORT=7863"], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == ".venv/bin/python -m demos copilot --port 7863"
+    assert done.stdout.splitlines()[-1] == ".venv/bin/python -m demos all --port 7863"
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="not a git checkout")
