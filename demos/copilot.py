@@ -27,6 +27,8 @@ from tinytorch.training import DivergenceError, sample_batch
 from . import decoding, inside, lines, names, training, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
     check_training_text, clone, close_temp_folder, display_name, shipped, temp_folder
+from .copies import COPIES
+from .runs import Runs
 from .curves import curve_frame
 
 # The shipped copilots, the default first (tinytorch.shipped names every shipped model).
@@ -44,6 +46,8 @@ MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
 BITS = " bits/char"
 ZIPPED = "copilot-finetuned"  # the one folder inside the downloaded zip
+REPLACED = ("This fine-tune ended before its last step: a Load, a Reset or a new fine-tune took over the "
+            "session's weights, and nothing more of it was kept.")
 
 
 def recommended_lr(config) -> float:
@@ -58,7 +62,8 @@ class CopilotSession:
 
     def __init__(self):
         self.base: Loaded | None = None  # shared, never modified
-        self.model = None  # the session's own fine-tuned copy, or None
+        self.copy = None  # the session's own fine-tuned copy (demos/copies.py), or None: see model
+        self.runs = Runs()  # which fine-tune owns the weights (demos/runs.py)
         self.train_text: str | None = None  # what it was last fine-tuned on
         self.steps_trained = 0
         self.curve: list[tuple[int, float]] = []  # (step, loss) of the last fine-tune
@@ -67,6 +72,25 @@ class CopilotSession:
         self.workdir: Path | None = None  # for the zipped checkpoint; removed with the session
         self.notice = ""  # why the model shown is not the one asked for, until the next Load
         self.last_used = time.monotonic()  # see demos/sessions.py: idle sessions are released
+
+    @property
+    def model(self):
+        """The session's fine-tuned model, or None (read back from disk if it was spilled)."""
+        copy = self.copy
+        return copy.get() if copy is not None else None
+
+    @model.setter
+    def model(self, model):
+        """A new fine-tuned model (counted in the server's budget for copies), or None."""
+        old, self.copy = self.copy, COPIES.keep(model, self) if model is not None else None
+        if old is not None:
+            old.drop()
+
+    def folder(self) -> Path:
+        """The session's own temporary folder (the zip, a spilled copy), made on first use."""
+        if self.workdir is None:
+            self.workdir = temp_folder()
+        return self.workdir
 
     @property
     def current(self):
@@ -83,8 +107,9 @@ class CopilotSession:
         """The session ended (tab closed, or idle too long): stop its fine-tune, drop its models,
         remove its files."""
         self.stop.set()
-        self.forget_finetune()
-        self.base = None
+        with self.runs.replacing():
+            self.forget_finetune()
+            self.base = None
         if self.workdir is not None:
             close_temp_folder(self.workdir)
             self.workdir = None
@@ -150,8 +175,9 @@ class Copilot:
         If it fails, the session keeps the model it had."""
         loaded = self.store.get(source, self.checkpoints)  # raises DemoError with the reason
         session = session if isinstance(session, CopilotSession) else CopilotSession()
-        session.base, session.notice = loaded, ""
-        session.forget_finetune()
+        with session.runs.replacing():  # a fine-tune of the old weights ends
+            session.base, session.notice = loaded, ""
+            session.forget_finetune()
         return self.card(session), session
 
     # ------------------------------------------------------------------ 2. generate
@@ -201,8 +227,12 @@ class Copilot:
     def finetune(self, text, steps=STEPS, lr=None, batch_size=BATCH, session=None):
         """Fine-tune the session's copy on `text`; yields (status HTML, loss curve, session) as it
         goes. Stop (or a closed session) ends it after the current step, keeping what it learned.
+        A Load, a Reset or another fine-tune replaces the weights and so ends it (demos/runs.py).
         lr None (or empty): the model's recommended_lr."""
         session = self.session(session)
+        yield from session.runs.own(self._finetune(text, steps, lr, batch_size, session))
+
+    def _finetune(self, text, steps, lr, batch_size, session):
         steps = as_int(steps, "Steps", *STEPS_RANGE)
         auto = recommended_lr(session.base.model.config)
         lr = auto if lr in (None, "") else as_float(lr, "Learning rate", *LR_RANGE, hint=f" Try {auto:g}.")
@@ -215,37 +245,48 @@ class Copilot:
         rng = np.random.default_rng(0)  # the same batches every run: a fine-tune is reproducible
 
         session.stop.clear()
+        run = session.runs.start()  # the session's previous run, if any, ends before its next step
         before = (session.train_text, session.steps_trained)
-        if session.model is None:
-            session.model = clone(session.base.model)
-        elif session.train_text not in (None, text):
+        if session.model is not None and session.train_text not in (None, text):
             note = (note + " " if note else "") + "Continuing from your fine-tuned weights on a new text."
+        session.model = model = clone(session.current)  # this run's own weights: one that is ending never steps on them
         session.curve = []
         session.settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "context": context}
         yield (views.status(f"Starting: {steps} steps on {len(text):,} characters. {note}"),
                curve_frame([]), session)
 
-        loop = training.train(session.model, lambda: sample_batch(ids, batch_size, context, rng), steps, lr,
-                              should_stop=session.stop.is_set, lock=COMPUTE)
+        loop = training.train(model, lambda: sample_batch(ids, batch_size, context, rng), steps, lr,
+                              should_stop=lambda: session.stop.is_set() or not session.runs.owns(run), lock=COMPUTE)
         shown, done = 0.0, None
         try:
             for done in loop:
-                session.last_used = time.monotonic()  # training is not idling
-                session.curve.append((done.step, done.loss))
-                session.steps_trained = before[1] + done.step
-                session.train_text = text
+                with session.runs.writing(run) as owned:
+                    if not owned:
+                        break
+                    session.last_used = time.monotonic()  # training is not idling
+                    session.curve.append((done.step, done.loss))
+                    session.steps_trained = before[1] + done.step
+                    session.train_text = text
                 if done.elapsed - shown >= 0.25 and done.step < steps:  # a few updates a second
                     shown = done.elapsed
                     yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining, note,
                                           unit=BITS),
                            curve_frame(session.curve, bits, average=True), session)
         except DivergenceError as err:  # train() has put the weights back as they were
-            session.train_text, session.steps_trained = before
-            if before[0] is None:
-                session.forget_finetune()
+            with session.runs.writing(run) as owned:
+                if owned:
+                    session.train_text, session.steps_trained = before
+                    if before[0] is None:
+                        session.forget_finetune()
+            if not owned:
+                yield views.status(REPLACED, "warn"), curve_frame([]), session
+                return
             yield (views.status(f"<b>Training diverged, so the weights were restored to what they were "
                                 f"before this run.</b> {err}", "warn"),
                    curve_frame(session.curve, bits, average=True), session)
+            return
+        if not session.runs.owns(run):
+            yield views.status(REPLACED, "warn"), curve_frame([]), session
             return
         if done is None:
             yield views.status("Stopped before the first step; nothing changed.", "warn"), curve_frame([]), session
@@ -269,21 +310,23 @@ class Copilot:
         loss, own-name and own-line completion on the training text. Returns (HTML, details).
         Empty prompts: ones drawn from the training text."""
         session = self.session(session)
-        if session.model is None:
+        with session.runs.lock:  # one state throughout, whatever a Reset or Load does meanwhile
+            base, tuned, train_text = session.base, session.model, session.train_text
+        if tuned is None or train_text is None:
             raise DemoError("Nothing to compare yet: fine-tune the model first (step 3), then compare.")
-        tokenizer = session.base.tokenizer
+        tokenizer = base.tokenizer
         listed = names.parse_prompts(prompts) if isinstance(prompts, str) else []
         if not listed:
-            listed = names.default_prompts(session.train_text) or [session.train_text[:40]]
+            listed = names.default_prompts(train_text) or [train_text[:40]]
         if len(listed) > MAX_PROMPTS:
             raise DemoError(f"{len(listed)} prompts: compare at most {MAX_PROMPTS} at once.")
         listed = [check_prompt(p, tokenizer) for p in listed]
         mode = self.mode(mode)
         settings = self.sampling(max_new_tokens, temperature, top_k, top_p, seed, tokenizer.vocab_size)
-        models = {"pretrained": session.base.model, "finetuned": session.model}
+        models = {"pretrained": base.model, "finetuned": tuned}
         rows = [{"prompt": p, **{k: self.complete(m, tokenizer, p, settings, mode)[0][0] for k, m in models.items()}}
                 for p in listed]
-        text = session.train_text[:10_000]  # enough to measure; bounds the time the lock is held
+        text = train_text[:10_000]  # enough to measure; bounds the time the lock is held
         with COMPUTE:
             losses = {k: text_metrics(m, tokenizer, [text])["bits_per_char"] for k, m in models.items()}
         cases = names.completion_cases(text)
@@ -299,31 +342,32 @@ class Copilot:
         """Back to the pretrained weights; returns (status HTML, empty curve, session)."""
         session = self.session(session)
         session.stop.set()  # a fine-tune still running stops before its next step
-        had = session.model is not None
-        session.forget_finetune()
+        with session.runs.replacing():  # and writes nothing more
+            had = session.copy is not None
+            session.forget_finetune()
         message = "Back to the pretrained weights." if had else "Already at the pretrained weights."
         return views.status(message, "ok"), curve_frame([]), session
 
     def download(self, session=None) -> str:
         """The fine-tuned model as a zipped checkpoint folder (what from_pretrained loads)."""
         session = self.session(session)
-        if session.model is None:
+        with session.runs.lock:  # what the session holds now, whatever a Reset or Load does meanwhile
+            base, tuned, settings = session.base, session.model, dict(session.settings)
+            steps_done, train_text = session.steps_trained, session.train_text or ""
+        if tuned is None:
             raise DemoError("Nothing to download yet: fine-tune the model first.")
-        if session.workdir is None:
-            session.workdir = temp_folder()
-        base = session.base
         provenance = {
-            "fine_tuned_from": base.source,
+            "fine_tuned_from": display_name(base.source),  # a shipped name, a Hub id or a folder's name: no server path
             "base_provenance": base.config.get("provenance", {}),
-            "fine_tune": {**session.settings, "steps_done": session.steps_trained,
-                          "text_chars": len(session.train_text or ""),
-                          "text_sha256": hashlib.sha256((session.train_text or "").encode()).hexdigest()},
+            "fine_tune": {**settings, "steps_done": steps_done, "text_chars": len(train_text),
+                          "text_sha256": hashlib.sha256(train_text.encode()).hexdigest()},
             "tool": "python -m demos copilot",
         }
-        folder = session.workdir / ZIPPED
+        workdir = session.folder()
+        folder = workdir / ZIPPED
         with COMPUTE:
-            save_pretrained(session.model, folder, tokenizer=base.tokenizer, provenance=provenance)
-        archive = shutil.make_archive(str(folder), "zip", root_dir=session.workdir, base_dir=folder.name)
+            save_pretrained(tuned, folder, tokenizer=base.tokenizer, provenance=provenance)
+        archive = shutil.make_archive(str(folder), "zip", root_dir=workdir, base_dir=folder.name)
         shutil.rmtree(folder)  # the zip is what is served; the folder would double the disk used
         return archive
 
