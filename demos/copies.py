@@ -18,6 +18,7 @@ import weakref
 from pathlib import Path
 
 from tinytorch.checkpoint import write_weights
+from tinytorch.memory import release_free_memory
 
 from .common import COMPUTE, DemoError
 
@@ -56,6 +57,7 @@ class Copies:
                                     f"({self.budget / 2**20:,.0f} MB, all of them training now); try again "
                                     "in a minute.")
                 self.spills += 1
+                release_free_memory()  # the spilled weights: back to the OS, not kept by malloc
             copy.in_memory = True
             self._copies.add(copy)
 

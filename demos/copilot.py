@@ -22,6 +22,7 @@ from tinytorch import completion
 from tinytorch.checkpoint import save_pretrained
 from tinytorch.shipped import SHIPPED_NAMES
 from tinytorch.evaluate import text_metrics
+from tinytorch.memory import release_free_memory
 from tinytorch.training import DivergenceError, sample_batch
 
 from . import decoding, inside, lines, names, training, views
@@ -230,7 +231,10 @@ class Copilot:
         A Load, a Reset or another fine-tune replaces the weights and so ends it (demos/runs.py).
         lr None (or empty): the model's recommended_lr."""
         session = self.session(session)
-        yield from session.runs.own(self._finetune(text, steps, lr, batch_size, session))
+        try:
+            yield from session.runs.own(self._finetune(text, steps, lr, batch_size, session))
+        finally:
+            release_free_memory()  # its optimizer state and activations: back to the OS, not kept by malloc
 
     def _finetune(self, text, steps, lr, batch_size, session):
         steps = as_int(steps, "Steps", *STEPS_RANGE)

@@ -246,3 +246,16 @@ def test_ctrl_c_before_an_evaluation_exports_the_trained_step_not_the_random_one
     assert [r["step"] for r in evals] == [0, 15] and evals[1]["val_loss"] < evals[0]["val_loss"]
     model, _ = pretrained.load(export)
     assert model.config.n_embd == 16
+
+
+def test_a_spent_hours_budget_saves_the_step_it_stops_at(tmp_path, corpus, capsys):  # noqa: F811
+    import re
+
+    out = tmp_path / "run"
+    flags = ["--hours", "0.002", "--save-every", "100000", "--eval-every", "100000", "--log-every", "1000"]
+    assert run(tiny_copilot_args(corpus, out, steps=100_000) + flags) == 0  # about 7 s
+    err = capsys.readouterr().err
+    stopped = re.search(r"the --hours budget of 0.002 h is spent at step (\d+) \(saved step \1 to (.*?)\); continue", err)
+    assert stopped, err
+    step = int(stopped.group(1))
+    assert step > 0 and (out / "latest").read_text() == f"step-{step:06d}\n"
