@@ -158,6 +158,27 @@ def said(err: Exception) -> str:
     return " ".join(unescape(str(err)).split())
 
 
+def crowd(students: int, visit) -> tuple[int, list[str]]:
+    """visit(i) for each of `students`, 10 at a time (students come and go): (how many did all
+    of it, what the others were told)."""
+    arriving, done, errors = threading.Semaphore(10), [0], []
+
+    def one(i):
+        with arriving:
+            try:
+                visit(i)
+                done[0] += 1
+            except Exception as err:  # noqa: BLE001 - counted, reported
+                errors.append(f"{type(err).__name__}: {said(err)[:100]}")
+
+    pool = [threading.Thread(target=one, args=(i,)) for i in range(students)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return done[0], errors
+
+
 # ------------------------------------------------------------------ the run
 def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_after: float = 120.0,
         departing: int = 50, staying: int = 30, copies_mb: float = 256, new_chars: int = 20, control: bool = False,
@@ -299,29 +320,16 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
             return out
 
         def departing_students():
-            from demos.common import examples
-
-            texts, done, errors = list(examples().values()), [0], []
-
-            arriving = threading.Semaphore(10)  # students come and go; 10 at a time
+            texts = list(examples().values())
 
             def one(i):
-                with arriving:
-                    try:
-                        c = connect(url)
-                        ask(c, texts[i % len(texts)], 10, None, 8, api_name="/finetune", timeout=600)
-                        ask(c, api_name="/download")
-                        c.close()
-                        done[0] += 1
-                    except Exception as err:  # noqa: BLE001
-                        errors.append(f"{type(err).__name__}: {said(err)[:80]}")
+                c = connect(url)
+                ask(c, texts[i % len(texts)], 10, None, 8, api_name="/finetune", timeout=600)
+                ask(c, api_name="/download")
+                c.close()
 
-            pool = [threading.Thread(target=one, args=(i,)) for i in range(departing)]
-            for t in pool:
-                t.start()
-            for t in pool:
-                t.join()
-            return [f"{done[0]}/{departing} fine-tuned, downloaded and left"] + errors[:3]
+            done, errors = crowd(departing, one)
+            return [f"{done}/{departing} fine-tuned, downloaded and left"] + errors[:3]
 
         def uploads():
             path = work / "defs.py"
@@ -382,27 +390,17 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
             return out
 
         def memory():
-            texts, done, errors, clients = list(examples().values()), [0], [], []
-            arriving = threading.Semaphore(10)
+            texts, clients = list(examples().values()), []
 
             def one(i):
-                with arriving:
-                    try:
-                        c = connect(url)
-                        clients.append(c)
-                        ask(c, "attack/wide", api_name="/load")
-                        ask(c, texts[i % len(texts)], 10, None, 8, api_name="/finetune", timeout=600)
-                        done[0] += 1
-                    except Exception as err:  # noqa: BLE001
-                        errors.append(f"{type(err).__name__}: {said(err)[:100]}")
+                c = connect(url)
+                clients.append(c)
+                ask(c, "attack/wide", api_name="/load")
+                ask(c, texts[i % len(texts)], 10, None, 8, api_name="/finetune", timeout=600)
 
-            pool = [threading.Thread(target=one, args=(i,)) for i in range(staying)]
-            for t in pool:
-                t.start()
-            for t in pool:
-                t.join()
+            done, errors = crowd(staying, one)
             peak = max((n for *_, n in samples), default=0)
-            out = [f"{done[0]}/{staying} loaded the 4.3M model and fine-tuned it (17 MB each); copies spilled to "
+            out = [f"{done}/{staying} loaded the 4.3M model and fine-tuned it (17 MB each); copies spilled to "
                    f"disk at the peak: {peak}"] + errors[:3]
             for c in clients:  # they leave at the end of the attacks
                 c.close()
