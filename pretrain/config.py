@@ -130,7 +130,7 @@ RANGES = {
     "n_head": (1, SIZE_LIMITS["n_head"]), "n_positions": (1, SIZE_LIMITS["n_positions"]),
     "dropout": (0.0, 0.9), "val_fraction": (0.001, 0.9),
     "steps": (1, 10**9), "hours": (0.0, 10_000.0), "batch_size": (1, 65_536),
-    "lr": (1e-12, 1e6), "min_lr": (0.0, 1e6), "warmup_steps": (0, 10**9), "weight_decay": (0.0, 10.0),
+    "lr": (1e-12, 1e12), "min_lr": (0.0, 1e12), "warmup_steps": (0, 10**9), "weight_decay": (0.0, 10.0),
     "grad_clip": (0.0, 1e6), "seed": (0, 2**63 - 1), "threads": (0, 1_024),
     "eval_every": (1, 10**9), "eval_chars": (1, 10**9), "eval_identifiers": (0, 100_000),
     "log_every": (1, 10**9), "save_every": (1, 10**9), "keep": (1, 10**6),

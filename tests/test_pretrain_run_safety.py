@@ -141,7 +141,7 @@ def test_keep_0_is_refused_and_sigint_keeps_the_step_it_saved(tmp_path, corpus, 
     (["--log-every", "0"], "--log-every must be a whole number from 1 to 1,000,000,000, got 0"),
     (["--grad-clip", "-1"], "--grad-clip must be a number from 0 to 1e+06, got -1.0"),
     (["--n-layer", "1000000"], "--n-layer must be a whole number from 1 to 1,024, got 1000000"),
-    (["--lr", "nan"], "--lr must be a number from 1e-12 to 1e+06, got nan"),
+    (["--lr", "nan"], "--lr must be a number from 1e-12 to 1e+12, got nan"),
     (["--n-embd", "16384", "--n-head", "16", "--n-layer", "1024"],
      "--n-embd 16384, --n-layer 1024, --n-positions 16 make a model of 3,298,757,476,352 parameters; tinytorch "
      "builds at most 1,000,000,000"),
