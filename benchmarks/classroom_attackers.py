@@ -15,10 +15,18 @@ attackers start, all at once:
     html        load repos with <img> in provenance (loads) and in model_type (refused)
     oracle      load an existing server file, a folder's missing child, and a path that is nowhere
     deep        load a repo whose config.json is nested 100,000 levels deep
+    heads       load a 4.74M-parameter repo with 512 heads and a context of 3,000, then a 10,000-
+                character prompt; and a 0.83M one with a context of 12,000, then Look inside
+    padded      load the copilot with a 100 MB transformer.h.0.attn.bias beside its weights
+    memory      30 students each load a 4.3M-parameter model, fine-tune it 10 steps and stay
+    replaced    a 300-step fine-tune, then Load 1.5 s later; another, then Reset and a new one
+    race        /download and /reset submitted together, 5 times
 
 Printed: each attacker's outcome and time; the students' generate p50/p95 before, during and
 after; the server's RSS and its tinytorch-demo-* folders before, during (peak) and at the end of
-a quiet phase after the attacks (default 120 s; departed sessions go 30 s after they leave).
+a quiet phase after the attacks (default 120 s; departed sessions go 30 s after they leave), and
+how many fine-tuned copies were spilled to disk at the peak (the server runs with a budget of
+--copies-mb for them, TINYTORCH_DEMO_COPIES_MB).
 """
 
 from __future__ import annotations
@@ -93,6 +101,20 @@ def crafted_repos(checkpoint: Path, out: Path) -> dict[str, Path]:
     repo("html-type", {**config, "model_type": "<img src=x onerror=alert(1)>"})
     deep = json.dumps({**config, "provenance": "X"}).replace('"X"', "[" * 100_000 + "]" * 100_000)
     repo("deep", deep)
+    repo("heads", {**config, "n_embd": 512, "n_layer": 1, "n_head": 512, "n_positions": 3000})  # 4.74M parameters
+    repo("positions", {**config, "n_embd": 64, "n_layer": 1, "n_head": 64, "n_positions": 12_000})  # 0.83M
+    from safetensors.numpy import save_file
+
+    padded = {k: np.ascontiguousarray(v) for k, v in GPT.from_pretrained(checkpoint).state_dict().items()}
+    padded["transformer.h.0.attn.bias"] = np.zeros((25, 1024, 1024), dtype=np.float32)  # 100 MB
+    save_file(padded, str(out / "padded.safetensors"))
+    del padded
+    repo("padded", None, out / "padded.safetensors")
+    wide = GPT(GPTConfig(vocab_size=98, n_positions=128, n_embd=224, n_layer=7, n_head=4))  # 4.3M parameters
+    wide_folder = save_pretrained(wide, out / "wide-src", tokenizer=CharTokenizer.python())
+    del wide
+    repo("wide", json.loads((wide_folder / "config.json").read_text()), wide_folder / "model.safetensors")
+    shutil.rmtree(wide_folder)
     return repos
 
 
@@ -136,10 +158,33 @@ def said(err: Exception) -> str:
     return " ".join(unescape(str(err)).split())
 
 
+def crowd(students: int, visit) -> tuple[int, list[str]]:
+    """visit(i) for each of `students`, 10 at a time (students come and go): (how many did all
+    of it, what the others were told)."""
+    arriving, done, errors = threading.Semaphore(10), [0], []
+
+    def one(i):
+        with arriving:
+            try:
+                visit(i)
+                done[0] += 1
+            except Exception as err:  # noqa: BLE001 - counted, reported
+                errors.append(f"{type(err).__name__}: {said(err)[:100]}")
+
+    pool = [threading.Thread(target=one, args=(i,)) for i in range(students)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return done[0], errors
+
+
 # ------------------------------------------------------------------ the run
 def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_after: float = 120.0,
-        departing: int = 50, new_chars: int = 20, control: bool = False, log=print) -> dict:
-    """control: the same phases with no attacker (what the students alone cost)."""
+        departing: int = 50, staying: int = 30, copies_mb: float = 256, new_chars: int = 20, control: bool = False,
+        log=print) -> dict:
+    """control: the same phases with no attacker (what the students alone cost). staying: the
+    students of the memory attack; copies_mb: the server's budget for fine-tuned copies."""
     from gradio_client import handle_file
 
     checkpoint = Path(checkpoint).resolve()
@@ -158,7 +203,11 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
         port = free_port()
         env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": str(work / "hf-home"), "TMPDIR": str(server_tmp),
                "GRADIO_TEMP_DIR": str(server_tmp / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
-               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+               "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+               "TINYTORCH_DEMO_COPIES_MB": str(copies_mb),
+               # room for every attacker's Hub load at once, so that each is answered on its own merits
+               # (tests/test_classroom_safety.py checks the limit of 4 itself)
+               "TINYTORCH_DEMO_HUB_MODELS": "16"}
         env.pop("HF_HUB_OFFLINE", None)
         server = subprocess.Popen([sys.executable, "-m", "demos", "copilot", "--checkpoint", str(checkpoint),
                                    "--port", str(port)], cwd=work, env=env, stdout=subprocess.PIPE,
@@ -173,9 +222,12 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
         def folders() -> int:
             return sum(p.name.startswith("tinytorch-demo-") for p in server_tmp.iterdir())
 
+        def spilled() -> int:
+            return len(list(server_tmp.glob("tinytorch-demo-*/spilled.safetensors")))
+
         # ------------------------------------------------ monitor and ordinary students
         phase = ["before"]
-        samples: list[tuple[str, float, float, int]] = []  # (phase, time, RSS MB, demo folders)
+        samples: list[tuple[str, float, float, int, int]] = []  # (phase, time, RSS MB, demo folders, spilled copies)
         latencies: dict[str, list[float]] = {"before": [], "during": [], "after": []}
         failures: list[str] = []
         stop = threading.Event()
@@ -183,7 +235,7 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
 
         def monitor():
             while not stop.is_set():
-                samples.append((phase[0], time.monotonic(), rss_mb(server.pid), folders()))
+                samples.append((phase[0], time.monotonic(), rss_mb(server.pid), folders(), spilled()))
                 time.sleep(1.0)
 
         def student():
@@ -222,6 +274,7 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
         # ------------------------------------------------ the attackers
         outcomes: dict[str, list[str]] = {}
         seconds: dict[str, float] = {}
+        rss_at_end: dict[str, float] = {}  # the server's RSS when each attacker was answered
 
         def load(client, repo, limit=160):
             try:
@@ -237,6 +290,7 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
             except Exception as err:  # noqa: BLE001
                 outcomes[name] = [f"attacker failed: {type(err).__name__}: {str(err)[:160]}"]
             seconds[name] = time.perf_counter() - start
+            rss_at_end[name] = rss_mb(server.pid)
 
         def tabs():
             c = connect(url)
@@ -266,29 +320,16 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
             return out
 
         def departing_students():
-            from demos.common import examples
-
-            texts, done, errors = list(examples().values()), [0], []
-
-            arriving = threading.Semaphore(10)  # students come and go; 10 at a time
+            texts = list(examples().values())
 
             def one(i):
-                with arriving:
-                    try:
-                        c = connect(url)
-                        ask(c, texts[i % len(texts)], 10, None, 8, api_name="/finetune", timeout=600)
-                        ask(c, api_name="/download")
-                        c.close()
-                        done[0] += 1
-                    except Exception as err:  # noqa: BLE001
-                        errors.append(f"{type(err).__name__}: {said(err)[:80]}")
+                c = connect(url)
+                ask(c, texts[i % len(texts)], 10, None, 8, api_name="/finetune", timeout=600)
+                ask(c, api_name="/download")
+                c.close()
 
-            pool = [threading.Thread(target=one, args=(i,)) for i in range(departing)]
-            for t in pool:
-                t.start()
-            for t in pool:
-                t.join()
-            return [f"{done[0]}/{departing} fine-tuned, downloaded and left"] + errors[:3]
+            done, errors = crowd(departing, one)
+            return [f"{done}/{departing} fine-tuned, downloaded and left"] + errors[:3]
 
         def uploads():
             path = work / "defs.py"
@@ -331,9 +372,95 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
             return [f"{len(answers)} distinct answer(s) for an existing file, a missing child of an existing "
                     f"folder, and nothing: " + " | ".join(sorted(answers))[:200]]
 
+        def heads():
+            c = connect(url)
+            out = [load(c, "attack/heads")]
+            try:
+                ask(c, "x = 1\n" * 1666, 5, 0.0, 0, 1.0, 0, api_name="/generate")
+                out.append("then a 10,000-character prompt: answered by the model the session kept")
+            except Exception as err:  # noqa: BLE001
+                out.append("then a 10,000-character prompt: " + said(err)[:120])
+            out.append(load(c, "attack/positions"))
+            try:
+                ask(c, "x = 1\n" * 1666, 0, 0, api_name="/attention")
+                out.append("then Look inside: answered by the model the session kept")
+            except Exception as err:  # noqa: BLE001
+                out.append("then Look inside: " + said(err)[:120])
+            c.close()
+            return out
+
+        def memory():
+            texts, clients = list(examples().values()), []
+
+            def one(i):
+                c = connect(url)
+                clients.append(c)
+                ask(c, "attack/wide", api_name="/load")
+                ask(c, texts[i % len(texts)], 10, None, 8, api_name="/finetune", timeout=600)
+
+            done, errors = crowd(staying, one)
+            peak = max((n for *_, n in samples), default=0)
+            out = [f"{done}/{staying} loaded the 4.3M model and fine-tuned it (17 MB each); copies spilled to "
+                   f"disk at the peak: {peak}"] + errors[:3]
+            for c in clients:  # they leave at the end of the attacks
+                c.close()
+            return out
+
+        def replaced():
+            from gradio_client.utils import Status
+
+            c, out, text = connect(url), [], next(iter(examples().values()))
+
+            def started(job):
+                while job.status().code not in (Status.PROCESSING, Status.ITERATING) and not job.done():
+                    time.sleep(0.05)
+                time.sleep(1.5)
+
+            job = c.submit(text, 300, None, 8, api_name="/finetune")
+            started(job)
+            ask(c, str(checkpoint), api_name="/load")
+            last = unescape(str(job.result(timeout=600)[0]))
+            out.append("300 steps, then Load: " + ("the stream said it was replaced" if "took over" in last
+                                                     else "the stream ended: " + " ".join(last.split())[:100]))
+            try:
+                ask(c, "", 20, 0.0, 0, 1.0, 0, "line", api_name="/compare")
+                out.append("then Compare: compared")
+            except Exception as err:  # noqa: BLE001
+                out.append("then Compare: " + said(err)[:80])
+            old = c.submit(text, 300, None, 8, api_name="/finetune")
+            started(old)
+            ask(c, api_name="/reset")
+            new = ask(c, text, 10, None, 8, api_name="/finetune", timeout=600)
+            first = unescape(str(old.result(timeout=600)[0]))
+            out.append("300 steps, Reset, 10 steps: the first " + ("said it was replaced" if "took over" in first
+                                                                   else "ended: " + first[:80])
+                       + "; the second " + ("finished 10/10" if "step 10/10" in unescape(str(new[0])) else
+                                            "did not finish"))
+            c.close()
+            return out
+
+        def race():
+            c, zips, nothing, other = connect(url), 0, 0, []
+            for _ in range(5):
+                ask(c, next(iter(examples().values())), 10, None, 8, api_name="/finetune", timeout=600)
+                download = c.submit(api_name="/download")
+                c.submit(api_name="/reset").result(timeout=120)
+                try:
+                    download.result(timeout=120)
+                    zips += 1
+                except Exception as err:  # noqa: BLE001
+                    if "Nothing to download yet" in said(err):
+                        nothing += 1
+                    else:
+                        other.append(said(err)[:80])
+            c.close()
+            return [f"5 rounds: {zips} zips, {nothing} 'nothing to download yet' (the reset came first), "
+                    f"{len(other)} other answers" + (f" ({other[0]})" if other else "")]
+
         attacks = {"tabs": tabs, "layers": single("attack/layers"), "llama": single("attack/llama"), "big": big,
                    "departing": departing_students, "uploads": uploads, "nan": single("attack/nan"), "html": html,
-                   "oracle": oracle, "deep": single("attack/deep")}
+                   "oracle": oracle, "deep": single("attack/deep"), "heads": heads, "padded": single("attack/padded"),
+                   "memory": memory, "replaced": replaced, "race": race}
         if control:
             attacks = {}
         phase[0] = "during"
@@ -353,9 +480,9 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
         for t in threads:
             t.join(120)
         hub_cache = sum(f.stat().st_size for f in (work / "hf-home").rglob("*") if f.is_file()) / 1e6
-        return {"outcomes": outcomes, "seconds": seconds, "latencies": latencies, "samples": samples,
+        return {"outcomes": outcomes, "seconds": seconds, "rss_at_end": rss_at_end, "latencies": latencies, "samples": samples,
                 "failures": failures, "attack_seconds": attack_seconds, "hub_cache_mb": hub_cache,
-                "attacks_over": attacks_over,
+                "attacks_over": attacks_over, "copies_mb": copies_mb,
                 "students": students}
     finally:
         for proc in procs:
@@ -369,21 +496,25 @@ def run(checkpoint: str, students: int = 30, quiet_before: float = 20.0, quiet_a
 
 def report(out: dict) -> None:
     ms = lambda xs, q: f"{1000 * float(np.percentile(xs, q)):.0f} ms" if xs else "n/a"  # noqa: E731
-    print(f"attackers (all at once, {out['attack_seconds']:.0f} s until the last was answered):")
+    print(f"attackers (all at once, {out['attack_seconds']:.0f} s until the last was answered; the server's RSS "
+          "when each was answered):")
     for name, lines in out["outcomes"].items():
-        print(f"  {name:10s} {out['seconds'][name]:6.1f} s  " + "\n                       ".join(lines))
+        print(f"  {name:10s} {out['seconds'][name]:6.1f} s  {out['rss_at_end'][name]:5.0f} MB  "
+              + "\n                                ".join(lines))
     print(f"{out['students']} students' generate (the default line completion, at most 20 new chars):")
     for phase, xs in out["latencies"].items():
         print(f"  {phase:7s} p50 {ms(xs, 50)}, p95 {ms(xs, 95)} over {len(xs)} requests")
-    by_phase = {p: [(rss, n) for q, _, rss, n in out["samples"] if q == p] for p in ("before", "during", "after")}
+    by_phase = {p: [(rss, n) for q, _, rss, n, _ in out["samples"] if q == p] for p in ("before", "during", "after")}
     before = np.median([r for r, _ in by_phase["before"]]) if by_phase["before"] else float("nan")
     during = max((r for r, _ in by_phase["during"]), default=float("nan"))
     peak_folders = max((n for _, n in by_phase["during"]), default=0)
     end_rss, end_folders = by_phase["after"][-1] if by_phase["after"] else (float("nan"), -1)
     print(f"server RSS: before {before:.0f} MB, during (peak) {during:.0f} MB, at the end of the quiet phase "
           f"{end_rss:.0f} MB")
-    left = [t for q, t, _, n in out["samples"] if q == "after" and n > 0]
+    left = [t for q, t, _, n, _ in out["samples"] if q == "after" and n > 0]
     gone = f"{left[-1] + 1 - out['attacks_over']:.0f} s after the attacks ended" if left else "when the attacks ended"
     print(f"server tinytorch-demo-* folders: peak {peak_folders} during, {end_folders} at the end (all gone {gone})")
+    print(f"fine-tuned copies spilled to disk (budget --copies-mb {out['copies_mb']:g} MB): peak "
+          f"{max((s for *_, s in out['samples']), default=0)}")
     print(f"Hub cache after the attacks: {out['hub_cache_mb']:.1f} MB; student requests failed or timed out "
           f"(60 s): {len(out['failures'])}" + (f" (first: {out['failures'][0]})" if out["failures"] else ""))

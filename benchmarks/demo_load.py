@@ -7,7 +7,7 @@ examples in turn; the sessions that share an example take one more step each (se
 
     python benchmarks/demo_load.py [--sessions 30] [--finetunes 5] [--steps 30]
                                    [--checkpoint checkpoints/copilot-tiny]
-    python benchmarks/demo_load.py --attackers [--sessions 30] [--quiet-after 120]
+    python benchmarks/demo_load.py --attackers [--sessions 30] [--quiet-after 120] [--copies-mb 256]
 
 Bounded: each generating session makes at most --requests requests and stops at --max-seconds
 (or as soon as the fine-tunes are done and it has made --min-requests); nothing listens beyond
@@ -285,6 +285,9 @@ def main() -> None:
                              "and crafted checkpoints, uploads and departing students (benchmarks/classroom_attackers.py)")
     parser.add_argument("--quiet-after", type=float, default=120.0,
                         help="with --attackers: seconds measured after the attacks (default 120)")
+    parser.add_argument("--copies-mb", type=float, default=256,
+                        help="with --attackers: the server's budget for fine-tuned copies (TINYTORCH_DEMO_COPIES_MB; "
+                             "default 256, below what the memory attack's 30 copies of 17 MB need)")
     parser.add_argument("--control", action="store_true",
                         help="with --attackers: the same phases without attackers, for comparison")
     args = parser.parse_args()
@@ -296,7 +299,7 @@ def main() -> None:
 
         print(harness.machine(1, malloc="malloc: as python -m demos sets it", compare_torch=False))
         out = classroom_attackers.run(args.checkpoint, students=args.sessions, quiet_after=args.quiet_after,
-                                      new_chars=args.new, control=args.control)
+                                      new_chars=args.new, copies_mb=args.copies_mb, control=args.control)
         classroom_attackers.report(out)
         sys.exit(1 if out["failures"] else 0)
     demos.configure_process()  # the malloc settings python -m demos runs with

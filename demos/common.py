@@ -23,6 +23,8 @@ from tinytorch.nn import GPT
 from tinytorch.shipped import SHIPPED_DIR
 from tinytorch.text import CharTokenizer
 
+from .work import check_request_size
+
 CHECKPOINTS = SHIPPED_DIR
 EXAMPLES = Path(__file__).resolve().parent / "examples"
 
@@ -31,9 +33,9 @@ MAX_UPLOAD_BYTES = 200_000  # read no more than this from an upload (text is at 
 MAX_PROMPT_CHARS = 10_000  # only the last n_positions characters reach the model anyway
 # The largest model a student may load from the Hub (config.json is checked before the weights
 # are fetched), and how many such models may be in memory at once. The shipped copilot has 0.47M
-# parameters. At 5M (20 MB of float32), a class of 30 that each keep a fine-tuned copy holds
-# 600 MB of copies, plus 80 MB for 4 distinct Hub models, plus Adam's state during the (at most
-# 2) fine-tunes running: a classroom server's budget.
+# parameters. At 5M (20 MB of float32), 4 distinct Hub models take 80 MB; sessions' fine-tuned
+# copies have a budget of their own (demos/copies.py), and what one request may allocate is
+# bounded too (demos/work.py).
 MAX_PARAMETERS = int(os.environ.get("TINYTORCH_DEMO_MAX_PARAMETERS", 5_000_000))
 MAX_HUB_MODELS = int(os.environ.get("TINYTORCH_DEMO_HUB_MODELS", 4))
 
@@ -113,15 +115,18 @@ class ModelStore:
     repo id) lives only while some session holds it: when its students leave, its memory goes.
     Sessions never modify these models: a session that fine-tunes trains its own copy.
     max_parameters: the largest model a student may load (the offered ones are the instructor's);
-    max_hub_models: how many different ones may be in memory (or loading) at once.
+    max_hub_models: how many different ones may be in memory (or loading) at once;
+    max_request_bytes: the most one request on a student's model may allocate (demos/work.py;
+    None: its MAX_REQUEST_MB).
     """
 
     def __init__(self, capacity: int = 4, extra_files=("tasks.txt",), max_parameters: int = MAX_PARAMETERS,
-                 max_hub_models: int = MAX_HUB_MODELS):
+                 max_hub_models: int = MAX_HUB_MODELS, max_request_bytes: float | None = None):
         self.capacity = capacity
         self.extra_files = extra_files
         self.max_parameters = max_parameters
         self.max_hub_models = max_hub_models
+        self.max_request_bytes = max_request_bytes
         self._models: OrderedDict[str, Loaded] = OrderedDict()  # offered: kept
         self._borrowed: weakref.WeakValueDictionary[str, Loaded] = weakref.WeakValueDictionary()  # held by sessions
         self._lock = threading.Lock()  # guards the dicts, never held while loading
@@ -174,11 +179,18 @@ class ModelStore:
         return self._open(source, location, lambda: locate.resolve(location, validate=CharTokenizer.check_config), None)
 
     def _load_hub(self, source: str, repo_id: str) -> Loaded:
-        """What a student typed: a Hub repo (never a path on this machine), at most max_parameters."""
+        """What a student typed: a Hub repo (never a path on this machine), at most max_parameters,
+        and no request on it bigger than max_request_bytes: both checked on config.json, before
+        the weights are fetched."""
         from tinytorch.hub import download
 
         cap = self.max_parameters
-        return self._open(source, repo_id, lambda: download(repo_id, max_parameters=cap, validate=CharTokenizer.check_config), cap)
+
+        def validate(values: dict, label) -> None:
+            CharTokenizer.check_config(values, label)
+            check_request_size(checkpoint.config_from_dict(values, label, cap), label, self.max_request_bytes)
+
+        return self._open(source, repo_id, lambda: download(repo_id, max_parameters=cap, validate=validate), cap)
 
     def _open(self, source: str, location: str, fetch, cap) -> Loaded:
         """Load the folder fetch() returns. Errors name what was asked for, never this machine's
@@ -189,10 +201,7 @@ class ModelStore:
             model, tokenizer = pretrained.load(folder, max_parameters=cap)
             config = checkpoint.read_config(folder)
         except checkpoint.CheckpointError as err:
-            message = str(err)
-            for path in sorted({str(folder), location} - {"None", shown}, key=len, reverse=True):
-                message = message.replace(path, shown)
-            raise DemoError(f"Could not load {shown!r}: {message}") from None
+            raise DemoError(f"Could not load {shown!r}: {private(str(err), shown, folder, location)}") from None
         except OSError as err:  # permissions, a full disk: the reason, not the file's path
             raise DemoError(f"Could not load {shown!r}: {err.strerror or type(err).__name__}") from None
         except Exception as err:  # noqa: BLE001 - a client library's own error: its text may hold paths
@@ -205,6 +214,17 @@ class ModelStore:
             if path.is_file() and path.stat().st_size < 100_000:
                 files[name] = path.read_text(encoding="utf-8", errors="replace")
         return Loaded(source, location, model.eval(), tokenizer, config, files)
+
+
+def private(message: str, shown: str, *paths) -> str:
+    """A loader's message as a student may see it: this machine's folders (the checkpoint's, the
+    Hub cache's) named as `shown`, and the Hub's address (HF_ENDPOINT, maybe a private mirror) left out."""
+    for path in sorted({str(p) for p in paths} - {"None", shown}, key=len, reverse=True):
+        message = message.replace(path, shown)
+    endpoint = os.environ.get("HF_ENDPOINT", "").rstrip("/")
+    if endpoint:
+        message = message.replace(f" ({endpoint})", "").replace(endpoint, "the Hub")
+    return message
 
 
 def spread(items: list, limit: int) -> list:

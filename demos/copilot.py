@@ -16,20 +16,22 @@ import time
 from html import escape
 from pathlib import Path
 
-import numpy as np
 
 from tinytorch import completion
 from tinytorch.checkpoint import save_pretrained
 from tinytorch.shipped import SHIPPED_NAMES
 from tinytorch.evaluate import text_metrics
-from tinytorch.training import DivergenceError, sample_batch
+from tinytorch.memory import release_free_memory
+from tinytorch.training import DivergenceError
 
 from . import decoding, inside, lines, names, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
     check_training_text, clone, close_temp_folder, display_name, shipped, temp_folder
+from .copies import COPIES
 from .curves import BITS, bits, curve_frame
 from .finetune import BATCH, BATCH_RANGE, LR_RANGE, STEPS, STEPS_RANGE, Recipe, recommended_lr, run
 from .heldout import HELD_OUT_PERCENT, PERCENT_RANGE, Split, split_text
+from .runs import Runs
 
 # The shipped copilots, the default first (tinytorch.shipped names every shipped model).
 SHIPPED = tuple(name for name in SHIPPED_NAMES if name.startswith("copilot"))
@@ -42,6 +44,8 @@ MAX_PROMPTS = 8
 MAP_CHARS = 40  # characters drawn in the attention map
 SCORED_CHARS = 10_000  # of each part of the text Compare scores: enough to measure, and bounded
 ZIPPED = "copilot-finetuned"  # the one folder inside the downloaded zip
+REPLACED = ("This fine-tune ended before its last step: a Load, a Reset or a new fine-tune took over the "
+            "session's weights, and nothing more of it was kept.")
 
 
 class CopilotSession:
@@ -49,7 +53,8 @@ class CopilotSession:
 
     def __init__(self):
         self.base: Loaded | None = None  # shared, never modified
-        self.model = None  # the session's own fine-tuned copy, or None
+        self.copy = None  # the session's own fine-tuned copy (demos/copies.py), or None: see model
+        self.runs = Runs()  # which fine-tune owns the weights (demos/runs.py)
         self.split: Split | None = None  # the text it was last fine-tuned on: trained part, held-out part
         self.steps_trained = 0
         self.curve: list[tuple[int, float]] = []  # (step, batch loss) of the last fine-tune
@@ -60,6 +65,25 @@ class CopilotSession:
         self.workdir: Path | None = None  # for the zipped checkpoint; removed with the session
         self.notice = ""  # why the model shown is not the one asked for, until the next Load
         self.last_used = time.monotonic()  # see demos/sessions.py: idle sessions are released
+
+    @property
+    def model(self):
+        """The session's fine-tuned model, or None (read back from disk if it was spilled)."""
+        copy = self.copy
+        return copy.get() if copy is not None else None
+
+    @model.setter
+    def model(self, model):
+        """A new fine-tuned model (counted in the server's budget for copies), or None."""
+        old, self.copy = self.copy, COPIES.keep(model, self) if model is not None else None
+        if old is not None:
+            old.drop()
+
+    def folder(self) -> Path:
+        """The session's own temporary folder (the zip, a spilled copy), made on first use."""
+        if self.workdir is None:
+            self.workdir = temp_folder()
+        return self.workdir
 
     @property
     def current(self):
@@ -82,8 +106,9 @@ class CopilotSession:
         """The session ended (tab closed, or idle too long): stop its fine-tune, drop its models,
         remove its files."""
         self.stop.set()
-        self.forget_finetune()
-        self.base = None
+        with self.runs.replacing():
+            self.forget_finetune()
+            self.base = None
         if self.workdir is not None:
             close_temp_folder(self.workdir)
             self.workdir = None
@@ -161,8 +186,9 @@ class Copilot:
         If it fails, the session keeps the model it had."""
         loaded = self.store.get(source, self.checkpoints)  # raises DemoError with the reason
         session = session if isinstance(session, CopilotSession) else CopilotSession()
-        session.base, session.notice = loaded, ""
-        session.forget_finetune()
+        with session.runs.replacing():  # a fine-tune of the old weights ends
+            session.base, session.notice = loaded, ""
+            session.forget_finetune()
         return self.card(session), session
 
     # ------------------------------------------------------------------ 2. generate
@@ -216,9 +242,16 @@ class Copilot:
         """Fine-tune the session's copy on `text` but its last `held_out` percent of lines, which it
         never sees and is measured on as it goes; yields (status HTML, loss curve, session). With
         keep_best the run ends with the weights of its best held-out evaluation. Stop (or a
-        closed session) ends it after the current step, keeping what it learned. lr None (or
+        closed session) ends it after the current step, keeping what it learned. A Load, a Reset
+        or another fine-tune replaces the weights and so ends it (demos/runs.py). lr None (or
         empty): the model's recommended_lr."""
         session = self.session(session)
+        try:
+            yield from session.runs.own(self._finetune(text, steps, lr, batch_size, held_out, keep_best, session))
+        finally:
+            release_free_memory()  # its optimizer state and activations: back to the OS, not kept by malloc
+
+    def _finetune(self, text, steps, lr, batch_size, held_out, keep_best, session):
         steps = as_int(steps, "Steps", *STEPS_RANGE)
         auto = recommended_lr(session.base.model.config)
         lr = auto if lr in (None, "") else as_float(lr, "Learning rate", *LR_RANGE, hint=f" Try {auto:g}.")
@@ -230,54 +263,67 @@ class Copilot:
         note = " ".join(escape(n) for n in (note, split.describe()) if n)  # shown in HTML; it quotes the text
 
         session.stop.clear()
+        run_id = session.runs.start()  # the session's previous run, if any, ends before its next step
         before = (session.split, session.steps_trained)
-        if session.model is None:
-            session.model = clone(session.base.model)
-        elif session.text not in (None, text):
+        if session.model is not None and session.text not in (None, text):
             note += " Continuing from your fine-tuned weights on a new text."
+        session.model = model = clone(session.current)  # this run's own weights: one that is ending never steps on them
         session.curve, session.held_curve, session.kept_step = [], [], None
         recipe = Recipe(lr, steps, batch_size, keep_best=bool(keep_best) and split.has_held_out)
         session.settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "context": recipe.context,
-                            "held_out_percent": percent if split.has_held_out else 0,
-                            "keep_best": recipe.keep_best}
+                            "held_out_percent": percent if split.has_held_out else 0, "keep_best": recipe.keep_best}
         yield (views.status(f"Starting: {steps} steps on {len(split.train):,} characters. {note}"),
                curve_frame([]), session)
 
-        loop = run(session.model, tokenizer, split, recipe, should_stop=session.stop.is_set, lock=COMPUTE)
+        loop = run(model, tokenizer, split, recipe, lock=COMPUTE,
+                   should_stop=lambda: session.stop.is_set() or not session.runs.owns(run_id))
         shown, done = 0.0, None
         try:
             for done in loop:
-                session.last_used = time.monotonic()  # training is not idling
-                if done.held_out is not None:
-                    session.held_curve.append((done.step, done.held_out))
-                if done.step == 0:
-                    continue
-                session.curve.append((done.step, done.loss))
-                session.steps_trained = before[1] + done.step
-                session.split = split
+                with session.runs.writing(run_id) as owned:
+                    if not owned:
+                        break
+                    session.last_used = time.monotonic()  # training is not idling
+                    if done.held_out is not None:
+                        session.held_curve.append((done.step, done.held_out))
+                    if done.step == 0:
+                        continue
+                    session.curve.append((done.step, done.loss))
+                    session.steps_trained = before[1] + done.step
+                    session.split = split
                 if done.elapsed - shown >= 0.25 and done.step < steps:  # a few updates a second
                     shown = done.elapsed
                     yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining,
-                                          " ".join(filter(None, (note, self._held_out_note(session, done)))), unit=BITS),
+                                          " ".join(filter(None, (note, self._held_out_note(session, done)))),
+                                          unit=BITS),
                            self._curve(session), session)
         except DivergenceError as err:  # train() has put the weights back as they were
-            session.split, session.steps_trained = before
-            if before[0] is None:
-                session.forget_finetune()
+            with session.runs.writing(run_id) as owned:
+                if owned:
+                    session.split, session.steps_trained = before
+                    if before[0] is None:
+                        session.forget_finetune()
+            if not owned:
+                yield views.status(REPLACED, "warn"), curve_frame([]), session
+                return
             yield (views.status(f"<b>Training diverged, so the weights were restored to what they were "
                                 f"before this run.</b> {err}", "warn"), self._curve(session), session)
+            return
+        if not session.runs.owns(run_id):
+            yield views.status(REPLACED, "warn"), curve_frame([]), session
             return
         if done is None or done.step == 0:
             yield views.status("Stopped before the first step; nothing changed.", "warn"), curve_frame([]), session
             return
         stopped = done.step < steps
-        summary = (f"Stopped at step {done.step} of {steps}, keeping what it learned. " if stopped else "")
+        summary = f"Stopped at step {done.step} of {steps}, keeping what it learned. " if stopped else ""
         if recipe.keep_best:
             session.kept_step = done.best_step
             summary += self._kept_note(done)
         summary += "Now <b>Compare</b> it with the pretrained model below."
         yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, 0.0,
-                              " ".join(filter(None, (note, self._held_out_note(session, done), summary))), done=True, unit=BITS),
+                              " ".join(filter(None, (note, self._held_out_note(session, done), summary))),
+                              done=True, unit=BITS),
                self._curve(session), session)
 
     @staticmethod
@@ -318,10 +364,11 @@ class Copilot:
         part) and on the part it trained on (what it memorized). Returns (HTML, details).
         Empty prompts: ones drawn from the text."""
         session = self.session(session)
-        if session.model is None:
+        with session.runs.lock:  # one state throughout, whatever a Reset or Load does meanwhile
+            base, tuned, split = session.base, session.model, session.split
+        if tuned is None or split is None:
             raise DemoError("Nothing to compare yet: fine-tune the model first (step 3), then compare.")
-        tokenizer = session.base.tokenizer
-        split, text = session.split, session.text
+        tokenizer, text = base.tokenizer, split.train + split.held_out
         listed = names.parse_prompts(prompts) if isinstance(prompts, str) else []
         if not listed:
             listed = names.default_prompts(text) or [text[:40]]
@@ -330,7 +377,7 @@ class Copilot:
         listed = [check_prompt(p, tokenizer) for p in listed]
         mode = self.mode(mode)
         settings = self.sampling(max_new_tokens, temperature, top_k, top_p, seed, tokenizer.vocab_size)
-        models = {"pretrained": session.base.model, "finetuned": session.model}
+        models = {"pretrained": base.model, "finetuned": tuned}
         rows = [{"prompt": p, **{k: self.complete(m, tokenizer, p, settings, mode)[0][0] for k, m in models.items()}}
                 for p in listed]
         held = figures_on(models, tokenizer, text, len(split.train), len(text)) if split.has_held_out else None
@@ -343,32 +390,33 @@ class Copilot:
         """Back to the pretrained weights; returns (status HTML, empty curve, session)."""
         session = self.session(session)
         session.stop.set()  # a fine-tune still running stops before its next step
-        had = session.model is not None
-        session.forget_finetune()
+        with session.runs.replacing():  # and writes nothing more
+            had = session.copy is not None
+            session.forget_finetune()
         message = "Back to the pretrained weights." if had else "Already at the pretrained weights."
         return views.status(message, "ok"), curve_frame([]), session
 
     def download(self, session=None) -> str:
         """The fine-tuned model as a zipped checkpoint folder (what from_pretrained loads)."""
         session = self.session(session)
-        if session.model is None:
+        with session.runs.lock:  # what the session holds now, whatever a Reset or Load does meanwhile
+            base, tuned, settings = session.base, session.model, dict(session.settings)
+            steps_done, split = session.steps_trained, session.split
+        if tuned is None:
             raise DemoError("Nothing to download yet: fine-tune the model first.")
-        if session.workdir is None:
-            session.workdir = temp_folder()
-        base = session.base
         provenance = {
-            "fine_tuned_from": base.source,
+            "fine_tuned_from": display_name(base.source),  # a shipped name, a Hub id or a folder's name: no server path
             "base_provenance": base.config.get("provenance", {}),
-            "fine_tune": {**session.settings, "steps_done": session.steps_trained,
-                          "text_chars": len(session.split.train),
-                          "held_out_chars": len(session.split.held_out),
-                          "text_sha256": hashlib.sha256(session.split.train.encode()).hexdigest()},
+            "fine_tune": {**settings, "steps_done": steps_done, "text_chars": len(split.train),
+                          "held_out_chars": len(split.held_out),
+                          "text_sha256": hashlib.sha256(split.train.encode()).hexdigest()},
             "tool": "python -m demos copilot",
         }
-        folder = session.workdir / ZIPPED
+        workdir = session.folder()
+        folder = workdir / ZIPPED
         with COMPUTE:
-            save_pretrained(session.model, folder, tokenizer=base.tokenizer, provenance=provenance)
-        archive = shutil.make_archive(str(folder), "zip", root_dir=session.workdir, base_dir=folder.name)
+            save_pretrained(tuned, folder, tokenizer=base.tokenizer, provenance=provenance)
+        archive = shutil.make_archive(str(folder), "zip", root_dir=workdir, base_dir=folder.name)
         shutil.rmtree(folder)  # the zip is what is served; the folder would double the disk used
         return archive
 

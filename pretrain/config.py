@@ -6,6 +6,7 @@ import argparse
 from dataclasses import dataclass, field, fields, replace
 
 from tasks import level1
+from tinytorch.checkpoint import MAX_PARAMETERS, SIZE_LIMITS
 
 
 @dataclass
@@ -92,7 +93,7 @@ HELP = {
     "min_lr": "learning rate at the end of the cosine decay",
     "warmup_steps": "steps over which the learning rate climbs from 0 to --lr",
     "weight_decay": "AdamW's decoupled weight decay (not applied to biases, LayerNorms or positions)",
-    "grad_clip": "clip the gradient's global norm to this before each update",
+    "grad_clip": "clip the gradient's global norm to this before each update (0 = no clipping)",
     "seed": "random seed of the initial weights and the batches",
     "threads": "threads that share each step's batch; 0 = 2, or 1 on a one-core machine. Give a run and its "
                "--resume the same value for bit-equal losses",
@@ -119,6 +120,61 @@ HELP = {
 
 # The values a string setting may take.
 CHOICES = {"engine": ("numpy", "torch"), "device": ("auto", "cpu", "cuda"), "dtype": ("float32", "float64")}
+
+
+# The range of every number setting, inclusive: a value outside it is refused on the command line
+# and when a resume reads settings.json back, before anything is built. The model's sizes are a
+# checkpoint's (tinytorch.checkpoint.SIZE_LIMITS); its parameter count is checked as well.
+RANGES = {
+    "n_embd": (1, SIZE_LIMITS["n_embd"]), "n_layer": (1, SIZE_LIMITS["n_layer"]),
+    "n_head": (1, SIZE_LIMITS["n_head"]), "n_positions": (1, SIZE_LIMITS["n_positions"]),
+    "dropout": (0.0, 0.9), "val_fraction": (0.001, 0.9),
+    "steps": (1, 10**9), "hours": (0.0, 10_000.0), "batch_size": (1, 65_536),
+    "lr": (1e-12, 1e12), "min_lr": (0.0, 1e12), "warmup_steps": (0, 10**9), "weight_decay": (0.0, 10.0),
+    "grad_clip": (0.0, 1e6), "seed": (0, 2**63 - 1), "threads": (0, 1_024),
+    "eval_every": (1, 10**9), "eval_chars": (1, 10**9), "eval_identifiers": (0, 100_000),
+    "log_every": (1, 10**9), "save_every": (1, 10**9), "keep": (1, 10**6),
+}
+
+
+def problem(name: str, value) -> str | None:
+    """What is wrong with `value` for setting `name` (its range, its choices), or None."""
+    if name in RANGES:
+        low, high = RANGES[name]
+        if not low <= value <= high:  # NaN too
+            kind = "a whole number" if isinstance(low, int) else "a number"
+            return f"must be {kind} from {_number(low)} to {_number(high)}, got {value!r}"
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"must be one of {', '.join(CHOICES[name])}, got {value!r}"
+    return None
+
+
+def _number(value) -> str:
+    return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+
+def check(cfg: TrainConfig) -> None:
+    """Refuse, in one line naming the flag, a setting out of its range or a model too big to build."""
+    for f in fields(TrainConfig):
+        if (why := problem(f.name, getattr(cfg, f.name))) is not None:
+            raise ValueError(f"--{f.name.replace('_', '-')} {why}")
+    if cfg.n_embd % cfg.n_head:
+        raise ValueError(f"--n-embd {cfg.n_embd} must be a multiple of --n-head {cfg.n_head}")
+    if cfg.min_lr > cfg.lr:
+        raise ValueError(f"--min-lr {cfg.min_lr:g} must not exceed --lr {cfg.lr:g}")
+    if (count := parameters(cfg)) > MAX_PARAMETERS:
+        raise ValueError(f"--n-embd {cfg.n_embd}, --n-layer {cfg.n_layer}, --n-positions {cfg.n_positions} make a "
+                         f"model of {count:,} parameters; tinytorch builds at most {MAX_PARAMETERS:,}")
+
+
+def parameters(cfg: TrainConfig) -> int:
+    """The parameter count of the model `cfg` describes: arithmetic, nothing built."""
+    from tinytorch.checkpoint import parameter_count
+    from tinytorch.nn import GPTConfig
+
+    vocab = 256  # at least any preset's tokenizer's (the Python one has 98 ids)
+    return parameter_count(GPTConfig(vocab_size=vocab, n_positions=cfg.n_positions, n_embd=cfg.n_embd,
+                                     n_layer=cfg.n_layer, n_head=cfg.n_head))
 
 
 EMPTY = {"out": "runs/{model}", "corpus": "the standard library of the Python running this"}  # what an empty string field means

@@ -16,7 +16,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-LOCK = ".lock"
+from .run_files import LOCK, open_own
 
 
 class RunFolderBusy(ValueError):
@@ -28,9 +28,9 @@ def hold(out: Path):
     """Hold `out`'s lock for the body of the with statement, or raise RunFolderBusy naming the holder."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = open_own(out / LOCK, os.O_RDWR | os.O_CREAT)  # a planted link is refused, never truncated
     except OSError as err:
-        raise ValueError(f"cannot write to the run folder {out}: {err.strerror or err}") from None
+        raise ValueError(f"cannot write to the run folder {out}: {out / LOCK}: {err.strerror or err}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -10,13 +10,12 @@ weights and data position, so those are refused.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 from dataclasses import asdict, fields, replace
 from pathlib import Path
 
-from . import run_state
-from .config import PRESETS, TrainConfig
+from . import run_files, run_state
+from .config import PRESETS, TrainConfig, problem
 
 # Settings of one command, not of the run.
 PER_COMMAND = ("out", "resume", "overwrite", "quiet", "given")
@@ -50,18 +49,17 @@ def settings(cfg: TrainConfig) -> dict:
 
 
 def save(out: Path, cfg: TrainConfig) -> None:
-    tmp = out / f".{run_state.SETTINGS}.tmp"
-    tmp.write_text(json.dumps(settings(cfg), indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, out / run_state.SETTINGS)
+    run_files.replace_file(out / run_files.SETTINGS, json.dumps(settings(cfg), indent=2, sort_keys=True) + "\n")
 
 
 def load(out: Path) -> dict | None:
     """The stored settings: settings.json, or for a run begun before it existed, the latest
-    checkpoint's copy. Unknown keys are ignored; a wrong type is an error naming the key."""
-    path = out / run_state.SETTINGS
-    if path.exists():
+    checkpoint's copy. Unknown keys are ignored; a wrong type or a value out of its range is an
+    error naming the key."""
+    path = out / run_files.SETTINGS
+    if path.exists() or path.is_symlink():
         try:
-            stored = json.loads(path.read_text(encoding="utf-8"))
+            stored = json.loads(run_files.read_own(path))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ValueError(f"{path}: not valid JSON ({err})") from None
     else:
@@ -78,6 +76,8 @@ def load(out: Path) -> dict | None:
         kind = {"int": int, "float": (int, float), "str": str, "bool": bool}[known[name].type]
         if isinstance(value, bool) is not (kind is bool) or not isinstance(value, kind):
             raise ValueError(f"{path}: {name!r} is {json.dumps(value)[:40]}, expected {known[name].type}")
+        if (why := problem(name, value)) is not None:
+            raise ValueError(f"{path}: {name!r} {why}")
     return {**values, **_absolute(values)}  # a run begun before settings.json stored paths as typed
 
 

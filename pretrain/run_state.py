@@ -11,18 +11,19 @@ latest, the best model, and metrics.jsonl.
        names it as best_step)
       metrics.jsonl           one JSON record per log line and per evaluation
       settings.json           the run's settings, which --resume takes (pretrain/run_settings.py)
+      .tinytorch-run          the marker: this folder holds a run (pretrain/run_files.py)
       .lock                   held while a run is using the folder (pretrain/run_lock.py)
 
 A step folder is written whole under a temporary name and renamed into place, and `latest` is
 replaced only after that: a run killed at any moment resumes from a complete checkpoint. A step
 folder damaged afterwards (a truncated file, an edited trainer_state.json) is passed over for the
-newest one that loads.
+newest one that loads. Only the kit's own names are touched (pretrain/run_files.py): a user's
+`step-notes/` beside the step folders stays.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
@@ -34,45 +35,50 @@ from safetensors import SafetensorError
 from tinytorch.checkpoint import WEIGHTS_NAME, save_pretrained, write_weights
 from tinytorch.files import replace_folder
 
-LATEST = "latest"
-METRICS = "metrics.jsonl"
-SETTINGS = "settings.json"
+from . import run_files
+from .config import PRESETS
+from .run_files import LATEST, METRICS, SETTINGS, step_folders, step_name, step_number
+from .trainer_state import read_trainer_state
+
 # What a failed save raises: safetensors reports a full disk as SafetensorError, not OSError.
 SAVE_ERRORS = (OSError, SafetensorError)
-# trainer_state.json: each key a resume needs, and the JSON type it must have
-STATE_KEYS = {"step": int, "best_step": int, "best_val_loss": (int, float), "elapsed": (int, float),
-              "interval": list, "model_config": dict, "data_rng": dict, "init_rng": dict, "optimizer": dict}
-
-
-def step_name(step: int) -> str:
-    return f"step-{step:06d}"
+FREE_BYTES = 50_000_000  # the least free space a run starts with: a few step folders of the copilot
 
 
 def check_writable(out: Path) -> None:
     """Fail before training starts, not after an hour, when the run folder cannot be written."""
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.write_bytes(b"\0" * 65536)
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"cannot write to the run folder {out}: {err.strerror or err}") from None
+    run_files.check_writable(out)
     free = shutil.disk_usage(out).free
-    if free < 50_000_000:
+    if free < FREE_BYTES:
         raise ValueError(f"only {free // 1_000_000} MB free under {out}; checkpoints need more room")
 
 
 def holds_run(out: Path) -> bool:
-    """Whether `out` holds (part of) a run: starting another there would mix the two."""
-    return any((out / name).exists() for name in (LATEST, METRICS, SETTINGS)) or any(out.glob("step-*"))
+    """Whether `out` holds a run: the kit's marker, or (a run begun before the marker) a `latest`
+    pointer naming a step folder with its trainer_state.json, or settings.json of a preset."""
+    if run_files.is_marked(out):
+        return True
+    try:
+        named = out / run_files.read_own(out / LATEST).strip()
+        if run_files.STEP.match(named.name) and not named.is_symlink() and (named / "trainer_state.json").is_file():
+            return True
+    except (OSError, ValueError):
+        pass
+    try:
+        settings = json.loads(run_files.read_own(out / SETTINGS))
+    except (OSError, ValueError):
+        return False
+    return isinstance(settings, dict) and settings.get("model") in PRESETS and "save_every" in settings
 
 
-def remove_run(out: Path) -> None:
-    """Delete the run in `out` (--overwrite): its step folders, pointer, metrics and settings, nothing else."""
-    for folder in [*out.glob("step-*"), *out.glob(".step-*")]:
-        shutil.rmtree(folder)
-    for name in (LATEST, METRICS, SETTINGS):
-        (out / name).unlink(missing_ok=True)
+def check_foreign(out: Path) -> None:
+    """Refuse a folder that holds files of its own and no run: a run does not move in among them."""
+    if holds_run(out):
+        return
+    if found := run_files.contents(out):
+        shown = ", ".join(found[:4]) + (f" and {len(found) - 4} more" if len(found) > 4 else "")
+        raise ValueError(f"{out} holds files that are not a tinytorch run's ({shown}); a run needs a new or "
+                         "empty folder: give another --out (nothing was changed)")
 
 
 def save_step(out: Path, step: int, model, tokenizer, optimizer_state: tuple[dict, dict], trainer_state: dict,
@@ -90,15 +96,15 @@ def save_step(out: Path, step: int, model, tokenizer, optimizer_state: tuple[dic
         state = {**trainer_state, "optimizer": scalars}
         (tmp / "trainer_state.json").write_text(json.dumps(state, indent=2, sort_keys=True) + "\n")
 
+    if folder.is_symlink():  # not the kit's: replace_folder would move the link aside, never follow it
+        folder.unlink()
     replace_folder(folder, write)
     point_latest(out, folder.name)
     return folder
 
 
 def point_latest(out: Path, name: str) -> None:
-    pointer = out / f".{LATEST}.tmp"
-    pointer.write_text(name + "\n")
-    os.replace(pointer, out / LATEST)
+    run_files.replace_file(out / LATEST, name + "\n")
 
 
 def why(err: Exception) -> str:
@@ -110,13 +116,14 @@ def why(err: Exception) -> str:
 
 
 def prune(out: Path, keep: int, protect: str | None = None) -> None:
-    """Delete all but the newest `keep` step folders (and `protect`, the best one)."""
-    steps = sorted(p for p in out.glob("step-*") if p.is_dir())
-    for old in steps[:-keep] if keep > 0 else steps:
-        if old.name != protect:
+    """Delete all but the newest `keep` (at least 1) step folders, never the one `latest` names
+    nor `protect` (the best one)."""
+    keep = max(1, keep)
+    kept = {protect, _latest_name(out)}
+    for old in step_folders(out)[:-keep]:
+        if old.name not in kept:
             shutil.rmtree(old, ignore_errors=True)
-    for stale in out.glob(".step-*"):  # temporary folders of saves that were killed midway
-        shutil.rmtree(stale, ignore_errors=True)
+    run_files.remove_leftovers(out)  # of saves that were killed midway
 
 
 def best_step(out: Path) -> Path:
@@ -127,27 +134,46 @@ def best_step(out: Path) -> Path:
     return out / step_name(read_trainer_state(latest)["best_step"])
 
 
-def latest_step(out: Path) -> Path | None:
-    pointer = out / LATEST
-    if not pointer.exists():
+def _latest_name(out: Path) -> str | None:
+    """The step folder name `latest` holds, or None (no pointer, or not a step folder's name)."""
+    try:
+        name = run_files.read_own(out / LATEST).strip()
+    except (OSError, ValueError):
         return None
-    folder = out / pointer.read_text().strip()
-    if not (folder / "trainer_state.json").exists():
-        raise ValueError(f"{pointer} names {folder.name}, which is incomplete or missing")
+    return name if run_files.STEP.match(name) else None
+
+
+def latest_step(out: Path) -> Path | None:
+    if not (out / LATEST).exists():
+        return None
+    name = _latest_name(out)
+    if name is None:
+        raise ValueError(f"{out / LATEST} names no step folder (expected a name like step-000500)")
+    folder = out / name
+    if folder.is_symlink() or not (folder / "trainer_state.json").exists():
+        raise ValueError(f"{out / LATEST} names {name}, which is incomplete or missing")
     return folder
 
 
-def resume_point(out: Path) -> tuple[Path, tuple, list[str]] | None:
-    """(folder, its load_step(), why each newer one was passed over) of the checkpoint to resume:
+class NotThisRun(ValueError):
+    """A step folder that loads, but of another run (another model or corpus): not passed over."""
+
+
+def resume_point(out: Path, load=None) -> tuple[Path, tuple, list[str]] | None:
+    """(folder, load(folder), why each newer one was passed over) of the checkpoint to resume:
     the one `latest` names, or when that one is damaged, the newest step folder that loads.
-    None when `out` holds no checkpoint at all."""
-    pointer = out / LATEST
-    named = [out / pointer.read_text().strip()] if pointer.exists() else []
-    others = sorted((p for p in out.glob("step-*") if p.is_dir() and p not in named), reverse=True)
+    load: reads and checks a step folder, raising ValueError (or OSError) for a damaged one;
+    default load_step. None when `out` holds no checkpoint at all."""
+    load = load or load_step
+    name = _latest_name(out)
+    named = [out / name] if name else []
+    others = [p for p in reversed(step_folders(out)) if p not in named]
     passed_over = []
     for folder in named + others:
         try:
-            return folder, load_step(folder), passed_over
+            return folder, load(folder), passed_over
+        except NotThisRun:
+            raise
         except (ValueError, OSError) as err:
             passed_over.append(f"{folder.name} is damaged or incomplete ({err})")
     if passed_over:
@@ -155,44 +181,15 @@ def resume_point(out: Path) -> tuple[Path, tuple, list[str]] | None:
     return None
 
 
-def read_trainer_state(folder: Path) -> dict:
-    """trainer_state.json, checked: every key a resume needs, with the right JSON type."""
-    path = folder / "trainer_state.json"
-    try:
-        state = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ValueError(f"{path}: missing") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a JSON object, got {type(state).__name__}")
-    for key, kind in STATE_KEYS.items():
-        if key not in state:
-            raise ValueError(f"{path}: missing {key!r}")
-        if isinstance(state[key], bool) or not isinstance(state[key], kind):  # JSON true is an int to Python
-            raise ValueError(f"{path}: {key!r} is {json.dumps(state[key])[:40]}, expected {_JSON_NAMES[kind]}")
-    interval, scalars = state["interval"], state["optimizer"]
-    if len(interval) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in interval):
-        raise ValueError(f"{path}: 'interval' is {json.dumps(interval)[:40]}, expected [loss sum, steps]")
-    if isinstance(scalars.get("step"), bool) or not isinstance(scalars.get("step"), int):
-        raise ValueError(f"{path}: 'optimizer' needs an integer 'step', got {json.dumps(scalars)[:40]}")
-    for key in ("data_rng", "init_rng"):
-        try:
-            restore_rng(np.random.default_rng(), state[key])
-        except (TypeError, ValueError, KeyError):
-            raise ValueError(f"{path}: {key!r} is not a numpy random generator's state") from None
-    return state
-
-
-_JSON_NAMES = {int: "an integer", (int, float): "a number", list: "a list", dict: "an object"}
-
-
 def load_step(folder: Path):
-    """(model weights dict, optimizer arrays, trainer state) of a step folder, each checked."""
+    """(model weights dict, optimizer arrays, trainer state) of a step folder, each checked: the
+    optimizer's moments finite, and the second ones >= 0 (Adam takes their square root)."""
     from safetensors.numpy import load_file
 
     from tinytorch.checkpoint import load_weights, read_tensor_index
 
+    if folder.is_symlink():
+        raise ValueError(f"{folder}: a symbolic link, not a step folder the run wrote")
     state = read_trainer_state(folder)
     weights = load_weights(folder / "model")  # checked, as float32
     if any(dtype == "F64" for dtype, _ in read_tensor_index(folder / "model" / WEIGHTS_NAME).values()):
@@ -203,6 +200,11 @@ def load_step(folder: Path):
         arrays = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{path}: missing, truncated or corrupt ({err})") from None
+    for name, value in sorted(arrays.items()):
+        if not np.isfinite(value).all():
+            raise ValueError(f"{path}: tensor {name} holds NaN or infinite values")
+        if name.endswith("exp_avg_sq") and (value < 0).any():
+            raise ValueError(f"{path}: tensor {name} holds negative values (second moments are >= 0)")
     return weights, arrays, state
 
 
@@ -215,16 +217,17 @@ def restore_rng(generator: np.random.Generator, state: dict) -> None:
 
 
 def append_metrics(out: Path, record: dict) -> None:
-    with open(out / METRICS, "a") as f:
-        f.write(json.dumps(record, sort_keys=True) + "\n")
+    """One record, written whole or not at all (an OSError when not)."""
+    run_files.append_line(out / METRICS, json.dumps(record, sort_keys=True) + "\n")
 
 
 def read_metrics(out: Path) -> list[dict]:
-    path = out / METRICS
-    if not path.exists():
+    try:
+        text = run_files.read_own(out / METRICS)
+    except FileNotFoundError:
         return []
     records = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
@@ -232,14 +235,14 @@ def read_metrics(out: Path) -> list[dict]:
     return records
 
 
-def rewind(out: Path, step: int) -> None:
-    """On resume: forget what the run did after checkpoint `step` (metrics, step folders, the
-    pointer to a newer one), since those steps run again."""
-    kept = [r for r in read_metrics(out) if r.get("step", 0) <= step]
-    tmp = out / ".metrics.jsonl.tmp"
-    tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
-    os.replace(tmp, out / METRICS)
-    for folder in out.glob("step-*"):
-        if folder.is_dir() and folder.name > step_name(step):
-            shutil.rmtree(folder)
-    point_latest(out, step_name(step))
+def rewind(out: Path, folder: Path) -> None:
+    """On resume from step folder `folder`: forget what the run did after it (metrics, step
+    folders, the pointer to a newer one), since those steps run again. The step is the folder's
+    name, never a value read from a file."""
+    step = step_number(folder)
+    kept = [r for r in read_metrics(out) if not isinstance(r.get("step"), int) or r["step"] <= step]
+    run_files.replace_file(out / METRICS, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+    for newer in step_folders(out):
+        if step_number(newer) > step:
+            shutil.rmtree(newer)
+    point_latest(out, folder.name)

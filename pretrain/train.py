@@ -24,8 +24,8 @@ from tinytorch.text import CharTokenizer
 from tinytorch.training import DivergenceError, sample_batch
 
 from . import engine as engines
-from . import run_lock, run_settings, run_state
-from .config import TrainConfig
+from . import run_files, run_lock, run_settings, run_state
+from .config import TrainConfig, check as check_settings
 from .evaluation import copilot_eval, level1_eval
 from .report import export_checkpoint, export_files
 
@@ -75,6 +75,7 @@ def main(cfg: TrainConfig) -> int:
     """Train in the run folder, which this run holds alone until it exits (under torchrun, its
     leader holds it for every rank)."""
     out = run_settings.run_folder(cfg)
+    check_settings(cfg)  # as typed: before the folder is touched
     engines.check(cfg, settled=False)
     group = engines.start_group()
     try:
@@ -100,20 +101,26 @@ def open_run(cfg: TrainConfig, out: Path) -> TrainConfig:
     cfg = run_settings.with_absolute_paths(cfg)
     if cfg.resume and cfg.overwrite:
         raise ValueError("--resume continues the run, --overwrite deletes it: give one of them")
+    run_state.check_foreign(out)  # a folder of the user's own files is never taken for a run
+    resumed = False
     if run_state.holds_run(out):
         if cfg.overwrite:
-            run_state.remove_run(out)
+            run_files.remove_run(out)
             print(f"--overwrite: deleted the run in {out}", file=sys.stderr)
         elif cfg.resume:
             cfg, changes = run_settings.resume(cfg, out)
+            check_settings(cfg)  # as stored, with the flags given again
             for change in changes:
                 print(f"{out}: {change}", file=sys.stderr)
+            resumed = True
         else:
             raise ValueError(f"{out} holds a run; continue it with: {run_settings.resume_command(cfg)} "
                              "(or start over with --overwrite, which deletes it)")
     if cfg.export:
         run_state.check_writable(Path(cfg.export).parent)
         check_replaceable(cfg.export, files=export_files(cfg.model))
+    if not (resumed and run_files.is_marked(out)):
+        run_files.mark(out, cfg.model)  # a new run, or one begun before the marker existed
     run_settings.save(out, cfg)
     return cfg
 
@@ -128,15 +135,22 @@ class RunState:
     best_step: int = 0
     elapsed: float = 0.0  # seconds of training, over every resume
     interval: list = field(default_factory=lambda: [0.0, 0])  # [sum of train losses, steps] since the last log
+    evaluated: int = -1  # the step of the latest evaluation (-1: none)
     figures: dict = field(default_factory=dict)  # of the latest evaluation, for the saved model's provenance
+    failed_saves: int = 0  # in a row: the disk stays full (see save)
+    metrics_failing: bool = False  # the last metrics line could not be written (see record)
 
     def to_dict(self) -> dict:
-        """The figures are not kept: the next evaluation gives them again."""
-        return {k: v for k, v in asdict(self).items() if k != "figures"}
+        """The figures are not kept (the next evaluation gives them again), nor the write failures."""
+        return {k: v for k, v in asdict(self).items() if k not in _NOT_SAVED}
 
     @classmethod
     def from_dict(cls, state: dict) -> RunState:
-        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name != "figures"})
+        """evaluated is absent from step folders of earlier versions."""
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state and f.name not in _NOT_SAVED})
+
+
+_NOT_SAVED = ("figures", "failed_saves", "metrics_failing")
 
 
 @dataclass
@@ -193,15 +207,19 @@ def train(cfg: TrainConfig, out: Path, group) -> int:
             last = state.step == cfg.steps
             if state.step % cfg.log_every == 0 or last:
                 log(run, state, bar, lr, norm, seconds=time.perf_counter() - t0)
-            if (state.step % cfg.eval_every == 0 or last) and (record := evaluate(run, state)):
-                bar.write(_eval_line(record))
+            if (state.step % cfg.eval_every == 0 or last) and (values := evaluate(run, state)):
+                bar.write(_eval_line(values))
             if (state.step % cfg.save_every == 0 or last) and state.best_step != state.step:
                 save(run, state)
+        if cfg.export and state.evaluated != state.step:  # stopped between evaluations: the last step may be the best
+            evaluate(run, state)
     except DivergenceError as err:  # on every rank at once: the loss and norm are the whole batch's
         latest = run_state.latest_step(out)
         where = f"the last good checkpoint, {latest}, stays the latest" if latest else "no checkpoint was saved yet"
         if group.leader:
             print(f"\nerror: {err} {where}.", file=sys.stderr)
+        return 1
+    except DiskFull:
         return 1
     finally:
         bar.close()
@@ -217,33 +235,24 @@ def resume(run: Run) -> RunState:
     weights, optimizer moments and RNG states put back. Every rank reads it; the leader then
     forgets what came after it."""
     out, cfg, leader = run.out, run.cfg, run.group.leader
-    point = run_state.resume_point(out) if cfg.resume else None
+    point = run_state.resume_point(out, load=partial(put_back, run)) if cfg.resume else None
     if point is None:
         if cfg.resume and leader:
             print(f"nothing to resume in {out}: starting from step 0", file=sys.stderr)
         if leader:
             (out / run_state.METRICS).unlink(missing_ok=True)  # of a run killed before its first checkpoint
         return RunState()
-    latest, (weights, arrays, saved), passed_over = point
+    latest, saved, passed_over = point
     for why in passed_over if leader else ():
         print(f"warning: {why}; resuming from {latest.name}, the newest checkpoint that loads", file=sys.stderr)
-    config = run.engine.model.config.to_dict()
-    if saved["model_config"] != config:
-        raise ValueError(f"{latest}: trained with {saved['model_config']}, not {config}; "
-                         "resume with the same model flags or use another --out")
-    if saved.get("data_fingerprint") != run.fingerprint:
-        raise ValueError(f"{latest}: trained on another corpus (fingerprints differ); use another --out")
-    run.engine.load(weights, arrays, saved["optimizer"])
-    run_state.restore_rng(run.data_rng, saved["data_rng"])
-    run_state.restore_rng(tinytorch.rng.generator(), saved["init_rng"])
     state = RunState.from_dict(saved)
     run.group.barrier()  # every rank has read the step folder before the leader rewinds
     if not leader:
         return state
-    run_state.rewind(out, state.step)
+    run_state.rewind(out, latest)
     # the model card lists every interruption: where the run went on, and on what
-    run_state.append_metrics(out, {"kind": "resume", "step": state.step, "engine": cfg.engine,
-                                   "hardware": run.provenance["hardware"]})
+    record(run, state, {"kind": "resume", "step": state.step, "engine": cfg.engine,
+                        "hardware": run.provenance["hardware"]})
     print(f"resuming {out} at step {state.step}", file=sys.stderr)
     if state.step >= cfg.steps:
         print(f"the run is complete (--steps {cfg.steps}); to train longer: "
@@ -251,24 +260,70 @@ def resume(run: Run) -> RunState:
     return state
 
 
+def put_back(run: Run, folder: Path) -> dict:
+    """Put step folder `folder` back into the engine and the RNGs; returns its trainer state.
+    A damaged folder raises ValueError (resume passes it over); one of another run, NotThisRun."""
+    weights, arrays, saved = run_state.load_step(folder)
+    config = run.engine.model.config.to_dict()
+    if saved["model_config"] != config:
+        raise run_state.NotThisRun(f"{folder}: trained with {saved['model_config']}, not {config}; "
+                                   "resume with the same model flags or use another --out")
+    if saved.get("data_fingerprint") != run.fingerprint:
+        raise run_state.NotThisRun(f"{folder}: trained on another corpus (fingerprints differ); use another --out")
+    try:
+        run.engine.load(weights, arrays, saved["optimizer"])
+    except ValueError as err:  # the weights were checked against the model above: the optimizer's layout
+        raise ValueError(f"{folder}: {err}") from None
+    run_state.restore_rng(run.data_rng, saved["data_rng"])
+    run_state.restore_rng(tinytorch.rng.generator(), saved["init_rng"])
+    return saved
+
+
+class DiskFull(Exception):
+    """Saving failed MAX_FAILED_SAVES times in a row: the run stops (the ranks agree) instead of
+    training on with nothing kept."""
+
+
+MAX_FAILED_SAVES = 3  # a disk filled for a moment (a save or two) does not stop a night's run
+
+
 def stopped(run: Run, state: RunState, stop: StopRequest, started: float) -> bool:
-    """Whether to end the loop before the next step: on a signal (saved first) or a spent --hours.
-    The ranks agree, so that they all stop at the same step."""
+    """Whether to end the loop before the next step: on a signal or a spent --hours (saved first).
+    The ranks agree, so that they all stop at the same step. Raises DiskFull when saving keeps failing."""
     cfg = run.cfg
     spent = bool(cfg.hours) and time.perf_counter() - started > cfg.hours * 3600
-    signalled, spent = run.group.agree(bool(stop.signal), spent)
-    if signalled:
-        saved = f"saved step {state.step} to {folder}" if (folder := save(run, state)) else "not saved"
+    signalled, spent, full = run.group.agree(bool(stop.signal), spent, state.failed_saves >= MAX_FAILED_SAVES)
+    if full:
         if run.group.leader:
-            print(f"\n{stop.signal or 'a signal to another rank'}: {saved}; continue with: "
-                  f"{run_settings.resume_command(cfg)}", file=sys.stderr)
-        return True
-    if spent:
-        if run.group.leader:
-            print(f"\nthe --hours budget of {cfg.hours:g} h is spent at step {state.step}; continue with: "
-                  f"{run_settings.resume_command(cfg)} --hours {2 * cfg.hours:g}", file=sys.stderr)
-        return True
-    return False
+            latest = run_state.latest_step(run.out)
+            print(f"\nerror: saving failed {MAX_FAILED_SAVES} times in a row, so the run stops at step {state.step}; "
+                  f"{latest.name if latest else 'no checkpoint'} is the latest checkpoint. Make room in {run.out}, "
+                  f"then continue with: {run_settings.resume_command(cfg)}", file=sys.stderr)
+        raise DiskFull
+    if not (signalled or spent):
+        return False
+    saved = f"saved step {state.step} to {folder}" if (folder := save(run, state)) else "not saved"
+    if run.group.leader and signalled:
+        print(f"\n{stop.signal or 'a signal to another rank'}: {saved}; continue with: "
+              f"{run_settings.resume_command(cfg)}", file=sys.stderr)
+    elif run.group.leader:
+        print(f"\nthe --hours budget of {cfg.hours:g} h is spent at step {state.step} ({saved}); continue with: "
+              f"{run_settings.resume_command(cfg)} --hours {2 * cfg.hours:g}", file=sys.stderr)
+    return True
+
+
+def record(run: Run, state: RunState, values: dict) -> None:
+    """One line of metrics.jsonl (the leader). A line that cannot be written (a full disk) is left
+    out whole, said once until lines can be written again, and training goes on."""
+    try:
+        run_state.append_metrics(run.out, values)
+    except OSError as err:
+        if not state.metrics_failing:
+            print(f"\nwarning: writing {run.out / run_state.METRICS} failed ({err.strerror or err}); training goes "
+                  "on, and its records are left out until it can be written again", file=sys.stderr)
+        state.metrics_failing = True
+        return
+    state.metrics_failing = False
 
 
 def log(run: Run, state: RunState, bar: tqdm, lr: float, norm: float, seconds: float) -> None:
@@ -277,31 +332,32 @@ def log(run: Run, state: RunState, bar: tqdm, lr: float, norm: float, seconds: f
     state.interval = [0.0, 0]
     if not run.group.leader:
         return
-    run_state.append_metrics(run.out, {"kind": "train", "step": state.step, "loss": mean, "lr": lr,
-                                       "grad_norm": norm, "elapsed": round(state.elapsed, 2),
-                                       "rss_mb": round(memory.rss_bytes() / 2**20, 1)})
+    record(run, state, {"kind": "train", "step": state.step, "loss": mean, "lr": lr, "grad_norm": norm,
+                        "elapsed": round(state.elapsed, 2), "rss_mb": round(memory.rss_bytes() / 2**20, 1)})
     bar.set_postfix(loss=f"{mean:.3f}", tok_s=f"{run.cfg.batch_size * run.cfg.n_positions / max(seconds, 1e-9):,.0f}")
 
 
 def evaluate(run: Run, state: RunState) -> dict | None:
     """Evaluate and record; a new best is saved at once, so its step folder exists to be exported.
     The leader evaluates (the engine's weights in tinytorch's GPT); the other ranks wait."""
+    state.evaluated = state.step
     if not run.group.leader:
         run.group.barrier()
         return None
     with threads.blas(run.cfg.threads or threads.DEFAULT_THREADS):  # no step runs meanwhile: its cores are free
-        record = {"kind": "eval", "step": state.step, **run.evaluator(run.engine.model)}
-    run_state.append_metrics(run.out, record)
-    state.figures = _figures(record)
-    if record["val_loss"] < state.best_val_loss:
-        state.best_val_loss, state.best_step = record["val_loss"], state.step
+        values = {"kind": "eval", "step": state.step, **run.evaluator(run.engine.model)}
+    record(run, state, values)
+    state.figures = _figures(values)
+    if values["val_loss"] < state.best_val_loss:
+        state.best_val_loss, state.best_step = values["val_loss"], state.step
         save(run, state)
     run.group.barrier()
-    return record
+    return values
 
 
 def save(run: Run, state: RunState) -> Path | None:
-    """Save this step (the leader); on failure (disk full, ...) say why and keep the previous checkpoint."""
+    """Save this step (the leader); on failure (disk full, ...) say why and keep the previous
+    checkpoint, counting the failures in a row (see stopped)."""
     if not run.group.leader:
         return None
     trainer_state = {**state.to_dict(), "data_rng": run_state.rng_state(run.data_rng),
@@ -313,10 +369,12 @@ def save(run: Run, state: RunState) -> Path | None:
                                      trainer_state,
                                      {**run.provenance, "steps": state.step, **state.figures})
     except run_state.SAVE_ERRORS as err:
+        state.failed_saves += 1
         latest = run_state.latest_step(run.out)
         print(f"\nwarning: saving step {state.step} failed ({run_state.why(err)}); "
               f"{latest.name if latest else 'no checkpoint'} stays the latest", file=sys.stderr)
         return None
+    state.failed_saves = 0
     run_state.prune(run.out, run.cfg.keep, protect=run_state.step_name(state.best_step))
     return folder
 
@@ -324,8 +382,10 @@ def save(run: Run, state: RunState) -> Path | None:
 def export(cfg: TrainConfig, out: Path) -> None:
     """The best model as a finished checkpoint folder at --export, and on the Hub with --push-to-hub."""
     command = run_settings.command(cfg)
+    best = run_state.best_step(out)
     folder = export_checkpoint(out, Path(cfg.export), cfg, command)
-    print(f"exported the best model to {folder}", file=sys.stderr)
+    print(f"exported the best model by validation loss, step {run_files.step_number(best)}, to {folder}",
+          file=sys.stderr)
     if cfg.push_to_hub:
         from tinytorch.pretrained import push_folder
 

@@ -259,6 +259,23 @@ def _edit_state(**changes):
     return edit
 
 
+def _edit_optimizer(change):
+    def edit(folder: Path):
+        from safetensors.numpy import load_file
+
+        from tinytorch.checkpoint import write_weights
+
+        path = folder / "optimizer.safetensors"
+        arrays = load_file(str(path))
+        change(arrays)
+        write_weights(path, arrays, dtype=None)
+    return edit
+
+
+def _nan(arrays):
+    arrays["group0.exp_avg"][3] = np.nan
+
+
 DAMAGE = {
     "truncated optimizer": (lambda f: _truncate(f / "optimizer.safetensors"),
                             "optimizer.safetensors: missing, truncated or corrupt"),
@@ -268,6 +285,15 @@ DAMAGE = {
     "step a string": (_edit_state(step="20"), "trainer_state.json: 'step' is \"20\", expected an integer"),
     "rng not a state": (_edit_state(data_rng={"seed": 1}), "'data_rng' is not a numpy random generator's state"),
     "folder gone": (lambda f: __import__("shutil").rmtree(f), "trainer_state.json: missing"),
+    "step negative": (_edit_state(step=-5), "trainer_state.json: 'step' is -5, but the folder is step"),
+    "best step ahead": (_edit_state(best_step=99), "'best_step' is 99, expected a step from 0 to"),
+    "optimizer step": (_edit_state(optimizer={"step": -1}), "'optimizer' is {\"step\": -1}, expected its 'step' to be "
+                                                           "the folder's"),
+    "interval": (_edit_state(interval=[0, -1]), "'interval' is [0, -1], expected [loss sum, steps from 0 to"),
+    "elapsed NaN": (_edit_state(elapsed=float("nan")), "'elapsed' is NaN, expected seconds >= 0"),
+    "optimizer shape": (_edit_optimizer(lambda a: a.update({"group0.exp_avg": a["group0.exp_avg"][:3]})),
+                        "optimizer state 'group0.exp_avg' is missing or has the wrong size"),
+    "optimizer NaN": (_edit_optimizer(_nan), "optimizer.safetensors: tensor group0.exp_avg holds NaN or infinite"),
 }
 
 
@@ -290,7 +316,8 @@ def test_resume_from_a_damaged_step_falls_back_to_the_newest_that_loads(tmp_path
     assert "step-000017" not in os.listdir(out)  # its steps ran again; it is not kept in place of a good one
 
 
-@pytest.mark.parametrize("damage", ["state without step", "step a string", "truncated optimizer"])
+@pytest.mark.parametrize("damage", ["state without step", "step a string", "truncated optimizer", "step negative",
+                                    "optimizer shape"])
 def test_no_step_that_loads_is_one_line_saying_so(tmp_path, corpus, capsys, damage):  # noqa: F811
     out = tmp_path / "run"
     assert run(tiny_copilot_args(corpus, out, steps=5) + ["--save-every", "100"]) == 0

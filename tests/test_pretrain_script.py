@@ -31,11 +31,14 @@ def test_trainer_state_json_is_the_run_state_and_its_context(tmp_path, corpus): 
 
 
 def test_run_state_round_trips_and_leaves_the_figures_to_the_next_evaluation():
-    state = RunState(step=12, best_val_loss=2.5, best_step=10, elapsed=3.25, interval=[4.5, 2],
-                     figures={"val_loss": 2.5})
+    state = RunState(step=12, best_val_loss=2.5, best_step=10, elapsed=3.25, interval=[4.5, 2], evaluated=10,
+                     figures={"val_loss": 2.5}, failed_saves=1, metrics_failing=True)
     saved = json.loads(json.dumps(state.to_dict()))
-    assert saved == {"step": 12, "best_val_loss": 2.5, "best_step": 10, "elapsed": 3.25, "interval": [4.5, 2]}
-    assert RunState.from_dict(saved) == RunState(12, 2.5, 10, 3.25, [4.5, 2])
+    assert saved == {"step": 12, "best_val_loss": 2.5, "best_step": 10, "elapsed": 3.25, "interval": [4.5, 2],
+                     "evaluated": 10}
+    assert RunState.from_dict(saved) == RunState(12, 2.5, 10, 3.25, [4.5, 2], 10)
+    del saved["evaluated"]  # a step folder of an earlier version: no evaluation known
+    assert RunState.from_dict(saved).evaluated == -1
     assert json.loads(json.dumps(RunState().to_dict(), allow_nan=True))["best_val_loss"] == math.inf
 
 

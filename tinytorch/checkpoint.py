@@ -40,7 +40,8 @@ CARD_NAME = "README.md"
 REQUIRED_KEYS = ("vocab_size", "n_positions", "n_embd", "n_layer", "n_head")
 # Float weights are converted to float32 on load; anything else (ints, bfloat16) is refused.
 FLOAT_DTYPES = {"F32", "F16", "F64"}
-# Older GPT-2 checkpoints store the causal mask as buffers; tinytorch builds the mask itself.
+# Older GPT-2 checkpoints store the causal mask as buffers; tinytorch builds the mask itself, so
+# they are skipped unread (whatever their shape or dtype) and the size limit allows them no room.
 MASK_BUFFERS = re.compile(r"^transformer\.h\.\d+\.attn\.(bias|masked_bias)$")
 TIED_HEAD = "lm_head.weight"  # transformers may write the tied head; it must equal wte
 
@@ -316,10 +317,10 @@ def write_config(directory, values: dict) -> None:
 
 # ===================================================================== loading
 def max_weights_bytes(config: GPTConfig) -> int:
-    """The largest model.safetensors a checkpoint of `config` can need: every tensor in float64,
-    the tied head written out, the causal-mask buffers older GPT-2 files carry, and a header."""
-    V, P, C, L = config.vocab_size, config.n_positions, config.n_embd, config.n_layer
-    return max_header_bytes(config) + 8 * (parameter_count(config) + V * C + L * (P * P + 1))
+    """The largest model.safetensors a checkpoint of `config` can need: every tensor it has in
+    float64, the tied head written out, and a header. Nothing for the optional causal-mask
+    buffers: n_positions ** 2 each, they would let a small config ask for gigabytes."""
+    return max_header_bytes(config) + 8 * (parameter_count(config) + config.vocab_size * config.n_embd)
 
 
 def max_header_bytes(config: GPTConfig) -> int:
@@ -399,20 +400,19 @@ def load_weights(folder, config: GPTConfig | None = None) -> dict:
     path = folder / WEIGHTS_NAME
     index = read_tensor_index(path, config)
     check_tensors(path, index, config)
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors import SafetensorError, safe_open
 
-    try:
-        weights = load_file(str(path))
+    try:  # only the tensors the model has: the header gives each one's place, the rest is never read
+        with safe_open(str(path), framework="np") as f:
+            weights = {name: f.get_tensor(name) for name in index if not MASK_BUFFERS.match(name)}
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"{path}: truncated or corrupt safetensors file ({err})") from None
     head = weights.pop(TIED_HEAD, None)
     if head is not None and not np.array_equal(head, weights["transformer.wte.weight"]):
         raise CheckpointError(f"{path}: {TIED_HEAD} differs from transformer.wte.weight; tinytorch ties the two")
     for name, value in weights.items():
-        if not MASK_BUFFERS.match(name) and not np.isfinite(value).all():
+        if not np.isfinite(value).all():
             bad = value.size - int(np.isfinite(value).sum())
             raise CheckpointError(f"{path}: tensor {name} holds {bad:,} NaN or infinite value(s) of {value.size:,}; "
                                   "the checkpoint is damaged (saved after training diverged?)")
-    return {name: value.astype(np.float32, copy=False) for name, value in weights.items()
-            if not MASK_BUFFERS.match(name)}
+    return {name: value.astype(np.float32, copy=False) for name, value in weights.items()}

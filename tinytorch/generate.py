@@ -21,26 +21,39 @@ from .tensor import no_grad
 from .text import PAD_ID, UNK_ID
 
 
+# Bounds that keep every score finite and every request's memory in proportion: beam search
+# ranks by length ** length_penalty (80 ** 200 overflows a float), the repetition penalty divides
+# or multiplies logits by itself (1e-308 makes them infinite), and each beam holds a KV cache of
+# the whole window (5,000 beams of the copilot: 2 GB).
+MAX_NEW_TOKENS = 1_000_000
+MAX_BEAMS = 256
+LENGTH_PENALTY_RANGE = (-10.0, 10.0)
+REPETITION_PENALTY_RANGE = (1e-2, 1e2)
+
+
 def check_sampling(max_new_tokens, temperature, top_k, top_p, num_beams=1, num_return_sequences=1,
                    length_penalty=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0) -> None:
-    """Raise ValueError, with the reason, for arguments generation cannot honour."""
-    if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    """Raise ValueError, with the reason and the range, for arguments generation cannot honour."""
+    if not isinstance(max_new_tokens, (int, np.integer)) or not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(f"max_new_tokens must be an integer from 0 to {MAX_NEW_TOKENS:,}, got {max_new_tokens!r}")
     if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
         raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
     if top_k is not None and (not isinstance(top_k, (int, np.integer)) or top_k < 1):
         raise ValueError(f"top_k must be a positive integer or None, got {top_k!r}")
     if top_p is not None and (not isinstance(top_p, (int, float)) or not 0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must be in (0, 1] or None, got {top_p!r}")
-    if not isinstance(num_beams, (int, np.integer)) or num_beams < 1:
-        raise ValueError(f"num_beams must be an integer >= 1 (1 = no beam search), got {num_beams!r}")
+    if not isinstance(num_beams, (int, np.integer)) or not 1 <= num_beams <= MAX_BEAMS:
+        raise ValueError(f"num_beams must be an integer from 1 (no beam search) to {MAX_BEAMS}, got {num_beams!r}")
     if not isinstance(num_return_sequences, (int, np.integer)) or not 1 <= num_return_sequences <= num_beams:
         raise ValueError(f"num_return_sequences must be an integer from 1 to num_beams ({num_beams}), "
                          f"got {num_return_sequences!r}")
-    if not isinstance(length_penalty, (int, float)) or not math.isfinite(length_penalty):
-        raise ValueError(f"length_penalty must be a finite number, got {length_penalty!r}")
-    if not isinstance(repetition_penalty, (int, float)) or not 0 < repetition_penalty < math.inf:
-        raise ValueError(f"repetition_penalty must be a positive number (1 = off), got {repetition_penalty!r}")
+    low, high = LENGTH_PENALTY_RANGE
+    if not isinstance(length_penalty, (int, float)) or not low <= length_penalty <= high:
+        raise ValueError(f"length_penalty must be a number from {low:g} to {high:g}, got {length_penalty!r}")
+    low, high = REPETITION_PENALTY_RANGE
+    if not isinstance(repetition_penalty, (int, float)) or not low <= repetition_penalty <= high:
+        raise ValueError(f"repetition_penalty must be a number from {low:g} to {high:g} (1 = off), "
+                         f"got {repetition_penalty!r}")
     if not isinstance(no_repeat_ngram_size, (int, np.integer)) or no_repeat_ngram_size < 0:
         raise ValueError(f"no_repeat_ngram_size must be an integer >= 0 (0 = off), got {no_repeat_ngram_size!r}")
 

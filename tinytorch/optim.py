@@ -11,6 +11,7 @@ parameter's `.grad` array is reused by the next backward after zero_grad(): copy
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -57,17 +58,19 @@ class Optimizer:
         flat = np.concatenate([p.data.ravel() for p in params])
         grad = np.zeros_like(flat)
         offsets = np.cumsum([0] + [p.size for p in params])
-        for p, start, end in zip(params, offsets[:-1], offsets[1:]):
+        # The group holds the gradient views; a parameter only a weak reference to its own (see
+        # nn.Parameter), so the buffer goes with the optimizer.
+        grad_views = [grad[start:end].reshape(p.shape) for p, start, end in zip(params, offsets[:-1], offsets[1:])]
+        for p, start, end, view in zip(params, offsets[:-1], offsets[1:], grad_views):
             p.data = flat[start:end].reshape(p.shape)
             if hasattr(p, "_grad_buffer"):  # a Parameter (a plain Tensor has no slot for it)
-                p._grad_buffer = grad[start:end].reshape(p.shape)
+                p._grad_buffer = weakref.ref(view)
                 if p.grad is not None:  # keep a gradient computed before the optimizer existed
-                    np.copyto(p._grad_buffer, p.grad)
-                    p.grad = p._grad_buffer
+                    np.copyto(view, p.grad)
+                    p.grad = view
         group["flat"], group["offsets"], group["grad"] = flat, offsets, grad
         group["views"] = [p.data for p in params]
-        group["grad_views"] = [grad[start:end].reshape(p.shape) if not hasattr(p, "_grad_buffer")
-                               else p._grad_buffer for p, start, end in zip(params, offsets[:-1], offsets[1:])]
+        group["grad_views"] = grad_views
         block = min(flat.size, _OPTIMIZER_BLOCK)  # the update's temporaries, one block's worth (reused: they stay in cache)
         group["scratch"] = (np.empty(block, dtype=flat.dtype), np.empty(block, dtype=flat.dtype))
 
@@ -200,7 +203,8 @@ def _gradient_arrays(params) -> list:
         if g is None or id(p) in seen:
             continue
         seen.add(id(p))
-        if g is getattr(p, "_grad_buffer", None) and g.base is not None:
+        buffer = getattr(p, "_grad_buffer", None)  # a weak reference (see _flatten)
+        if buffer is not None and g is buffer() and g.base is not None:
             entry = by_buffer.setdefault(id(g.base), [g.base, 0, []])
             entry[1] += g.size
             entry[2].append(g)

@@ -14,7 +14,9 @@ class Parameter(Tensor):
     """A Tensor that a Module registers as trainable (requires_grad=True)."""
 
     # _grad_buffer: where backward writes this parameter's gradient, set by an optimizer (its
-    # slice of the optimizer's flat gradient array); None writes a fresh array each time.
+    # slice of the optimizer's flat gradient array), held by a weak reference: the buffer lives as
+    # long as the optimizer, not as long as the model (a fine-tuned model kept after its run would
+    # otherwise hold a gradient as large as its weights). None writes a fresh array each time.
     __slots__ = ("_grad_buffer",)
 
     def __init__(self, data, requires_grad: bool = True):
@@ -26,7 +28,7 @@ class Parameter(Tensor):
         `_grad_buffer`, its slice of the optimizer's one flat gradient array: the gradient is
         written there, so that clipping and the update read one array instead of gathering
         dozens (see optim.py)."""
-        buffer = self._grad_buffer
+        buffer = self._grad_buffer() if self._grad_buffer is not None else None
         if self.grad is None:
             if buffer is not None and buffer.shape == self.data.shape and buffer.dtype == self.data.dtype:
                 np.copyto(buffer, g)
