@@ -6,7 +6,8 @@ With the constraints on (CodeConstraints; the completion modes of tinytorch.comp
 on, plain sampling leaves them off), a completion
 - does not start with whitespace when the prompt ends in a line's indentation (the student has
   put the cursor where the code goes);
-- writes no run of more than MAX_SPACE_RUN spaces after a line's first other character, and no
+- writes no run of more than MAX_SPACE_RUN spaces after a line's first other character, but for
+  a comment aligned to a column (a longer run may only lead to a `#` by COMMENT_COLUMN), and no
   space directly before a newline (trailing whitespace);
 - indents each new line as the line before allows: one unit deeper after a line that opens a
   block (`def f(x):`), at the same level or a whole number of units less otherwise, anything up
@@ -30,12 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from .code_layout import block_level, indent_unit, last_lines, last_statement
-from .suggestion_checks import BROKEN_SPACE_RUN, loop_endings, repeats_line_before
+from .suggestion_checks import BROKEN_SPACE_RUN, COMMENT_COLUMN, loop_endings, repeats_line_before
 
 # Runs of spaces after a line's first other character in the standard library (tokenize's gaps,
 # benchmarks/README.md): between code tokens 1 in 99.4% of the lines that have one; before an
 # inline comment 2 (PEP 8) or 3 in a quarter of them, 4+ for the comments aligned to a column.
-# The longest run allowed is one short of what a student calls broken.
+# The longest run allowed before code is one short of what a student calls broken.
 MAX_SPACE_RUN = BROKEN_SPACE_RUN - 1
 
 
@@ -74,6 +75,7 @@ class CharClasses:
     def __init__(self, chars):
         self.space = np.array([c == " " for c in chars])
         self.newline = np.array([c == "\n" for c in chars])
+        self.comment = np.array([c == "#" for c in chars])
         self.other = ~(self.space | self.newline)
         self.ids = {}  # character -> its ids
         for i, c in enumerate(chars):
@@ -138,11 +140,16 @@ class Rules:
         line = text[newline + 1:] if newline >= 0 else self.prompt_line + text
         if not line.strip(" ") and on.indentation and (newline >= 0 or not self.prompt_line):
             return self._indentation_bans(text, newline, len(line))  # an indentation the completion writes
-        space = bool(on.max_space_run) and line.endswith(" " * on.max_space_run) and bool(line.strip(" "))
         trailing = on.no_trailing_whitespace and line.endswith(" ")
-        if space and trailing:
-            return classes.space | classes.newline
-        return classes.space if space else classes.newline if trailing else None
+        run = len(line) - len(line.rstrip(" ")) if on.max_space_run and line.strip(" ") else 0
+        if run >= on.max_space_run > 0:  # a longer run may only lead to an aligned comment
+            banned = classes.newline.copy() if trailing else np.zeros_like(classes.space)
+            if len(line) >= COMMENT_COLUMN or not classes.comment.any():
+                banned |= classes.space
+            if run > on.max_space_run:
+                banned |= classes.other & ~classes.comment
+            return banned
+        return classes.newline if trailing else None
 
     def _layout_of_prompt(self):
         """(indent unit, block level, the Statement after the prompt's lines before its last)."""

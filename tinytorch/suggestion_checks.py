@@ -3,8 +3,9 @@ the demo.
 
 A suggestion is broken when it is only whitespace; starts with whitespace where the prompt
 already ends in a line's indentation; holds a run of BROKEN_SPACE_RUN or more spaces after a
-line's first other character (on the page: a blank-looking stretch, or a bar that runs off the
-panel); loops (a piece of 3 or more characters with two different ones that are not spaces, 3
+line's first other character that no comment follows (on the page: a blank-looking stretch, or a
+bar that runs off the panel; a comment aligned to a column, `x = 1      # why`, is code as the
+standard library writes it); loops (a piece of 3 or more characters with two different ones that are not spaces, 3
 times running: `self.__init__()self.__init__()self.__init__()`, not `# ------`); repeats the
 line before it; or, completing a line or a block, was cut by the length cap before its end (no
 newline). tinytorch.code_constraints keeps decoding away from each of these.
@@ -16,7 +17,8 @@ import re
 
 from .code_layout import indent_of
 
-BROKEN_SPACE_RUN = 4  # after a line's first other character; real code has 1 (benchmarks/README.md)
+BROKEN_SPACE_RUN = 4  # after a line's first other character; code has 1 (benchmarks/README.md)
+COMMENT_COLUMN = 79  # the last column an aligned comment starts at (PEP 8's line length)
 MIN_LOOP_UNIT = 3
 REASONS = ("blank", "leading whitespace", "space run", "loop", "repeat", "cut")
 
@@ -58,11 +60,11 @@ def loops(text: str) -> bool:
 
 def longest_space_run(line: str, start: int = 0) -> int:
     """The longest run of spaces in `line` after its first other character that ends at or after
-    column `start` (0 for a line with no other character)."""
+    column `start` and that no comment follows (0 for a line with no such run)."""
     first = indent_of(line)
     longest = 0
     for m in re.finditer(r" +", line):
-        if m.start() > first and m.end() > start:
+        if m.start() > first and m.end() > start and not line.startswith("#", m.end()):
             longest = max(longest, len(m.group()))
     return longest
 
