@@ -16,6 +16,7 @@ and the lines of the example completed exactly (demos/lines.py) before and after
 
     python benchmarks/completion.py [--checkpoint checkpoints/copilot] [--places 200] [--own-lines]
         [--modes line block] [--beams 8 ...] [--length-penalty 1.0 ...] [--sampling] [--no-constraints]
+        [--max-new-tokens 80]
 """
 
 import argparse
@@ -52,8 +53,31 @@ def places(val_files, tokenizer, count: int, seed: int = 0):
     return [found[i] for i in chosen]
 
 
-def measure(model, tokenizer, cases, kwargs, mode) -> dict:
-    """The figures of one decoding (generate's kwargs) over the cases, its suggestions judged as `mode`'s."""
+def generated(model, tokenizer, kwargs):
+    """suggest(prompt) -> the texts generate() returns with these kwargs, each once (as Try it lists them)."""
+    def suggest(prompt):
+        ids = tokenizer.encode(prompt)
+        texts = []
+        for s in model.generate(ids, tokenizer=tokenizer, output_scores=True, **kwargs):
+            text = tokenizer.decode(s.ids[len(ids):])
+            texts += [text] if text not in texts else []
+        return texts
+    return suggest
+
+
+def the_demos(model, tokenizer, mode, max_new_tokens):
+    """suggest(prompt) -> what Try it lists (demos.decoding.suggest; a block that does not fit gives way to the line)."""
+    from demos import decoding
+
+    def suggest(prompt):
+        found = decoding.suggest(model, tokenizer, prompt, mode, {"max_new_tokens": max_new_tokens},
+                                 decoding.SUGGESTIONS)
+        return [text for text, p in found if (text, p) != decoding.NO_SUGGESTION]
+    return suggest
+
+
+def measure(suggest, cases, mode) -> dict:
+    """The figures of one decoding (suggest(prompt) -> texts) over the cases, its suggestions judged as `mode`'s."""
     import numpy as np
 
     from demos.lines import first_line
@@ -61,14 +85,9 @@ def measure(model, tokenizer, cases, kwargs, mode) -> dict:
 
     first, listed, none, exact, similarity, seconds = [], [], 0, 0, [], []
     for prompt, rest in cases:
-        ids = tokenizer.encode(prompt)
         start = time.perf_counter()
-        found = model.generate(ids, tokenizer=tokenizer, output_scores=True, **kwargs)
+        texts = suggest(prompt)
         seconds.append(time.perf_counter() - start)
-        texts = []
-        for s in found:  # each text once, as Try it lists them
-            text = tokenizer.decode(s.ids[len(ids):])
-            texts += [text] if text not in texts else []
         if not texts:
             none += 1
             continue
@@ -86,11 +105,11 @@ def measure(model, tokenizer, cases, kwargs, mode) -> dict:
 
 
 def decodings(args) -> list:
-    """[(label, the mode its suggestions are judged as, generate's kwargs)]: the table's rows."""
+    """[(label, the mode its suggestions are judged as, generate's kwargs, or "demo")]: the table's rows."""
     from demos import copilot, decoding
     from tinytorch import completion
 
-    cap = copilot.MAX_NEW
+    cap = args.max_new_tokens = args.max_new_tokens or copilot.MAX_NEW
     rows = []
     if "line" in args.modes:
         rows += [("greedy, 60 characters (the former default)", "free", {"max_new_tokens": 60, "temperature": 0.0}),
@@ -116,6 +135,8 @@ def decodings(args) -> list:
                 if args.no_constraints:
                     kwargs["constraints"] = None
                 rows.append((label, mode, kwargs))
+    if "block" in args.modes and not args.no_constraints:
+        rows.append(("Try it's block mode (demos.decoding.suggest: the line when no block fits)", "block", "demo"))
     return rows
 
 
@@ -154,6 +175,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=os.path.join(harness.ROOT, "checkpoints", "copilot"))
     parser.add_argument("--places", type=int, default=200)
+    parser.add_argument("--max-new-tokens", type=int, help="the cap (default: the demo's)")
     parser.add_argument("--beams", type=int, nargs="*", default=None, help="beam counts to measure "
                         "(default: the demo's)")
     parser.add_argument("--length-penalty", type=float, nargs="*", default=None)
@@ -186,7 +208,9 @@ def main():
               "exact line | edit similarity | median s | p95 s |")
         print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
         for label, mode, kwargs in decodings(args):
-            r = measure(model, tokenizer, cases, kwargs, mode)
+            suggest = (the_demos(model, tokenizer, mode, args.max_new_tokens) if kwargs == "demo"
+                       else generated(model, tokenizer, kwargs))
+            r = measure(suggest, cases, mode)
             why = " / ".join(str(r["why"][k]) for k in REASONS)
             listed = r["listed"] / max(r["count"], 1)
             print(f"| {label} | {r['first']:.1%} | {listed:.1%} ({r['listed']} of {r['count']}) | {r['none']} | "
