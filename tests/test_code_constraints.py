@@ -92,7 +92,8 @@ def test_block_level(prompt, level):
     ("def f():\n    ", " " * 79 + "s", "line", "leading whitespace"),  # the issue's: 79 spaces and a letter
     ("x = f(a,", " " * 79 + "s", "line", "space run"),
     ("print(", ")    x\n", "line", "space run"),
-    ("x = 1", "      # why\n", "line", None),  # a comment aligned to a column
+    ("x = 1", "      # why\n", "line", "space run"),  # a comment aligned with nothing
+    ("y = 22   # how\nx = 1", "    # why\n", "line", None),  # aligned with the comment above
     ("x = 1   ", "+ 2\n", "line", None),  # the prompt's own run is the student's
     ("print(", ")   x\n", "line", None),  # 3 spaces: not yet
     ("self.", "__init__()self.__init__()self.__init__()self.__init__()\n", "line", "loop"),
@@ -126,18 +127,18 @@ def test_after_the_prompts_indentation_no_whitespace_comes_first():
     assert not logits[np.isfinite(logits)].any()
 
 
-def test_runs_of_spaces_stop_at_three_unless_a_comment_follows_and_no_line_ends_in_a_space():
+def test_runs_of_spaces_stop_at_three_unless_they_align_a_comment_and_no_line_ends_in_a_space():
     not_a_comment = sorted(set(OTHER) - {CODE.stoi["#"]})
     assert banned_ids("x =", "") == []
     assert banned_ids("x =", " ") == ids_of("\n")  # trailing whitespace
-    assert banned_ids("x =", "   ") == ids_of("\n")  # a fourth space only if a comment comes after the run
-    assert banned_ids("x =", "    ") == sorted(not_a_comment + [NEWLINE])
-    assert banned_ids("x =", " " * 20) == sorted(not_a_comment + [NEWLINE])
-    assert banned_ids("x = 1", " " * 74) == sorted(not_a_comment + [NEWLINE, SPACE])  # column 79: the comment now
-    assert banned_ids("    x", "   ") == ids_of("\n")  # the indentation is no run
-    assert banned_ids("    x", "    ") == sorted(not_a_comment + [NEWLINE])
-    assert banned_ids("x =", "    ", constraints=CodeConstraints(max_space_run=0)) == ids_of("\n")
-    assert banned_ids("x =", "    ", constraints=CodeConstraints(no_trailing_whitespace=False)) == not_a_comment
+    assert banned_ids("x =", "   ") == ids_of(" \n")  # a fourth space would be a run a student calls broken
+    assert banned_ids("    x", "   ") == ids_of(" \n")  # the indentation is no run
+    assert banned_ids("x =", "   ", constraints=CodeConstraints(max_space_run=0)) == ids_of("\n")
+    assert banned_ids("x =", "   ", constraints=CodeConstraints(no_trailing_whitespace=False)) == ids_of(" ")
+    aligned = "a = 1      # one\nx ="  # a comment at column 11 above
+    assert banned_ids(aligned, "   ") == ids_of("\n")  # on towards column 11
+    assert banned_ids(aligned, "    ") == sorted(OTHER + [NEWLINE])  # 4 spaces: only more of them
+    assert banned_ids(aligned, " " * 8) == sorted(not_a_comment + [NEWLINE, SPACE])  # column 11: the comment
 
 
 def test_a_new_line_is_indented_as_the_line_before_allows():

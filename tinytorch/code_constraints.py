@@ -6,9 +6,9 @@ With the constraints on (CodeConstraints; the completion modes of tinytorch.comp
 on, plain sampling leaves them off), a completion
 - does not start with whitespace when the prompt ends in a line's indentation (the student has
   put the cursor where the code goes);
-- writes no run of more than MAX_SPACE_RUN spaces after a line's first other character, but for
-  a comment aligned to a column (a longer run may only lead to a `#` by COMMENT_COLUMN), and no
-  space directly before a newline (trailing whitespace);
+- writes no run of more than MAX_SPACE_RUN spaces after a line's first other character, but to
+  align a comment with the comment of a line before (a longer run may only lead to a `#` at a
+  column where the prompt's last lines start one), and no space directly before a newline;
 - indents each new line as the line before allows: one unit deeper after a line that opens a
   block (`def f(x):`), at the same level or a whole number of units less otherwise, anything up
   to two units deeper than its statement (or its innermost open bracket) inside brackets left
@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .code_layout import block_level, indent_unit, last_lines, last_statement
-from .suggestion_checks import BROKEN_SPACE_RUN, COMMENT_COLUMN, loop_endings, repeats_line_before
+from .suggestion_checks import BROKEN_SPACE_RUN, comment_columns, loop_endings, repeats_line_before
 
 # Runs of spaces after a line's first other character in the standard library (tokenize's gaps,
 # benchmarks/README.md): between code tokens 1 in 99.4% of the lines that have one; before an
@@ -108,7 +108,7 @@ class Rules:
         self.line_before = prompt_text[prompt_text.rfind("\n", 0, max(cut, 0)) + 1:cut] if cut >= 0 else ""
         self.at_indentation = bool(self.prompt_line) and not self.prompt_line.strip(" ")
         self.classes = classes if classes is not None or constraints is None else CharClasses(chars)
-        self._layout = None
+        self._layout = self._comments = None
 
     # ------------------------------------------------------------------ banned next ids
     def ban(self, logits: np.ndarray, text: str) -> np.ndarray:
@@ -144,12 +144,19 @@ class Rules:
         run = len(line) - len(line.rstrip(" ")) if on.max_space_run and line.strip(" ") else 0
         if run >= on.max_space_run > 0:  # a longer run may only lead to an aligned comment
             banned = classes.newline.copy() if trailing else np.zeros_like(classes.space)
-            if len(line) >= COMMENT_COLUMN or not classes.comment.any():
+            if not any(column > len(line) for column in self.comment_columns):
                 banned |= classes.space
             if run > on.max_space_run:
-                banned |= classes.other & ~classes.comment
+                banned |= classes.other if len(line) not in self.comment_columns else classes.other & ~classes.comment
             return banned
         return classes.newline if trailing else None
+
+    @property
+    def comment_columns(self) -> set:
+        """Where the inline comments of the prompt's last lines start (read once)."""
+        if self._comments is None:  # (none to align with when the vocabulary has no '#')
+            self._comments = comment_columns(last_lines(self.prompt)[:-1]) if self.classes.comment.any() else set()
+        return self._comments
 
     def _layout_of_prompt(self):
         """(indent unit, block level, the Statement after the prompt's lines before its last)."""

@@ -3,9 +3,10 @@ the demo.
 
 A suggestion is broken when it is only whitespace; starts with whitespace where the prompt
 already ends in a line's indentation; holds a run of BROKEN_SPACE_RUN or more spaces after a
-line's first other character that no comment follows (on the page: a blank-looking stretch, or a
-bar that runs off the panel; a comment aligned to a column, `x = 1      # why`, is code as the
-standard library writes it); loops (a piece of 3 or more characters with two different ones that are not spaces, 3
+line's first other character (on the page: a blank-looking stretch, or a bar that runs off the
+panel), unless the run aligns a comment with a comment of a line before (`x = 1      # why`
+under `y = 22     # how`: three quarters of the standard library's inline comments are aligned
+so); loops (a piece of 3 or more characters with two different ones that are not spaces, 3
 times running: `self.__init__()self.__init__()self.__init__()`, not `# ------`); repeats the
 line before it; or, completing a line or a block, was cut by the length cap before its end (no
 newline). tinytorch.code_constraints keeps decoding away from each of these.
@@ -15,10 +16,9 @@ from __future__ import annotations
 
 import re
 
-from .code_layout import indent_of
+from .code_layout import code_of, indent_of, last_lines
 
 BROKEN_SPACE_RUN = 4  # after a line's first other character; code has 1 (benchmarks/README.md)
-COMMENT_COLUMN = 79  # the last column an aligned comment starts at (PEP 8's line length)
 MIN_LOOP_UNIT = 3
 REASONS = ("blank", "leading whitespace", "space run", "loop", "repeat", "cut")
 
@@ -58,13 +58,24 @@ def loops(text: str) -> bool:
     return any(ends_in_loop(text[:end]) for end in range(3 * MIN_LOOP_UNIT, len(text) + 1))
 
 
-def longest_space_run(line: str, start: int = 0) -> int:
+def comment_columns(lines) -> set:
+    """The columns where the inline comments of `lines` start (comments after code)."""
+    found = set()
+    for line in lines:
+        code = code_of(line)
+        if code.strip() and line.startswith("#", len(code)):
+            found.add(len(code))
+    return found
+
+
+def longest_space_run(line: str, start: int = 0, aligned=frozenset()) -> int:
     """The longest run of spaces in `line` after its first other character that ends at or after
-    column `start` and that no comment follows (0 for a line with no such run)."""
+    column `start`, leaving out runs that lead to a comment at one of the `aligned` columns (0 for
+    a line with no such run)."""
     first = indent_of(line)
     longest = 0
     for m in re.finditer(r" +", line):
-        if m.start() > first and m.end() > start and not line.startswith("#", m.end()):
+        if m.start() > first and m.end() > start and not (m.end() in aligned and line.startswith("#", m.end())):
             longest = max(longest, len(m.group()))
     return longest
 
@@ -82,9 +93,11 @@ def why_broken(prompt: str, completion: str, mode: str = "line") -> str | None:
     if last and not last.strip(" ") and completion[0].isspace():
         return "leading whitespace"
     lines = (last + completion).split("\n")
-    if longest_space_run(lines[0], len(last)) >= BROKEN_SPACE_RUN or any(
-            longest_space_run(line) >= BROKEN_SPACE_RUN for line in lines[1:]):
-        return "space run"
+    aligned = comment_columns(last_lines(prompt)[:-1])
+    for i, line in enumerate(lines):
+        if longest_space_run(line, len(last) if i == 0 else 0, aligned) >= BROKEN_SPACE_RUN:
+            return "space run"
+        aligned |= comment_columns([line])
     if loops(completion):
         return "loop"
     before = prompt.split("\n")[-2] if "\n" in prompt else ""
