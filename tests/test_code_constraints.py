@@ -133,6 +133,8 @@ def test_runs_of_spaces_stop_at_three_unless_they_align_a_comment_and_no_line_en
     assert banned_ids("x =", " ") == ids_of("\n")  # trailing whitespace
     assert banned_ids("x =", "   ") == ids_of(" \n")  # a fourth space would be a run a student calls broken
     assert banned_ids("    x", "   ") == ids_of(" \n")  # the indentation is no run
+    assert banned_ids("x =    ", "") == ids_of("\n")  # the student's own run: code may follow it
+    assert banned_ids("x =   ", " ") == sorted(OTHER + [NEWLINE, SPACE])  # a run the completion lengthened
     assert banned_ids("x =", "   ", constraints=CodeConstraints(max_space_run=0)) == ids_of("\n")
     assert banned_ids("x =", "   ", constraints=CodeConstraints(no_trailing_whitespace=False)) == ids_of(" ")
     aligned = "a = 1      # one\nx ="  # a comment at column 11 above

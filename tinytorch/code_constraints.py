@@ -141,7 +141,9 @@ class Rules:
         if not line.strip(" ") and on.indentation and (newline >= 0 or not self.prompt_line):
             return self._indentation_bans(text, newline, len(line))  # an indentation the completion writes
         trailing = on.no_trailing_whitespace and line.endswith(" ")
-        run = len(line) - len(line.rstrip(" ")) if on.max_space_run and line.strip(" ") else 0
+        # the run of spaces the line ends in, once the completion has written some of it (the
+        # student's own run is theirs)
+        run = len(line) - len(line.rstrip(" ")) if on.max_space_run and text.endswith(" ") and line.strip(" ") else 0
         if run >= on.max_space_run > 0:  # a longer run may only lead to an aligned comment
             banned = classes.newline.copy() if trailing else np.zeros_like(classes.space)
             if not any(column > len(line) for column in self.comment_columns):
