@@ -10,11 +10,14 @@ the text before it in the file as context (not counted):
   trained on.
 Word: the greedy next word (completion.word_options) at every position, one forward pass per
 sample. Line: the line completion (completion.beam_options, a beam search) at every position:
-a few seconds a hundred characters, so fewer samples (--line-samples). The anchor: labml's
-python_autocomplete reports "above 30% key strokes in most files, close to 50% in some".
+a few seconds a hundred characters, so fewer samples (--line-samples). With --word-beams N, the
+next word by a beam search of N too (calling generate at every position, on the line samples),
+beside greedy on the same samples. The anchor: labml's python_autocomplete reports "above 30%
+key strokes in most files, close to 50% in some".
 
     python benchmarks/keystrokes.py [--checkpoint DIR ...] [--samples 20] [--line-samples 3]
-        [--packages gradio numpy ...] [--chars 1500] [--list-files]
+        [--packages gradio numpy ...] [--chars 1500] [--list-files] [--units word line]
+        [--word-beams 4]
 """
 
 import argparse
@@ -59,8 +62,9 @@ def samples(files, tokenizer, count: int, chars: int, seed: int = 0) -> list:
     return out
 
 
-def measure(model, tokenizer, places, unit, constraints) -> dict:
-    """Keys and characters summed over the places, and each place's saved share."""
+def measure(model, tokenizer, places, unit, constraints, beams: int = 1) -> dict:
+    """Keys and characters summed over the places, and each place's saved share (beams > 1: the
+    unit's defaults with a beam search of that many)."""
     from tqdm import tqdm
 
     from tinytorch import completion
@@ -69,9 +73,11 @@ def measure(model, tokenizer, places, unit, constraints) -> dict:
     keys = characters = 0
     each = []
     with tqdm(total=sum(len(text) - start for _, text, start in places), unit="char", leave=False,
-              desc=f"{unit}, constraints {'on' if constraints else 'off'}", file=sys.stderr) as bar:
+              desc=f"{unit}, beams {beams}, constraints {'on' if constraints else 'off'}", file=sys.stderr) as bar:
         for _, text, start in places:
             options = {**completion.options(unit), "constraints": constraints}
+            if beams > 1:
+                options.update(num_beams=beams, length_penalty=completion.LENGTH_PENALTY)
             r = keystrokes_saved(model, tokenizer, text, unit, start, options, progress=bar.update)
             keys += r["keys"]
             characters += r["characters"]
@@ -89,6 +95,8 @@ def main():
     parser.add_argument("--packages", nargs="*", default=list(PACKAGES), help="site-packages for third-party code")
     parser.add_argument("--units", nargs="*", default=["word", "line"], choices=["word", "line"])
     parser.add_argument("--list-files", action="store_true", help="print the sampled files")
+    parser.add_argument("--word-beams", type=int, default=0, help="also the next word by a beam search of N "
+                        "(slow: on the line samples)")
     harness.add_common_args(parser, default_threads=1)
     args = parser.parse_args()
     harness.start(args, compare_torch=False)
@@ -117,6 +125,12 @@ def main():
                 low, mid, high = np.percentile(on["each"], [0, 50, 100])
                 print(f"| {Path(checkpoint).name} | {kind} | {unit} | {len(chosen)} | {off['saved']:.1%} | "
                       f"{on['saved']:.1%} | {low:.1%} / {mid:.1%} / {high:.1%} |", flush=True)
+            if args.word_beams > 1:
+                chosen = places[:args.line_samples]
+                greedy = measure(model, tokenizer, chosen, "word", True)
+                beam = measure(model, tokenizer, chosen, "word", True, args.word_beams)
+                print(f"| {Path(checkpoint).name} | {kind} | word: greedy / beam {args.word_beams} | {len(chosen)} | | "
+                      f"{greedy['saved']:.1%} / {beam['saved']:.1%} | |", flush=True)
 
 
 if __name__ == "__main__":
