@@ -168,6 +168,13 @@ def test_in_block_mode_a_line_less_indented_than_the_block_may_end_it():
     assert banned_ids(prompt, "x = 1\n   ", stop="block") == ids_of("\n")  # 3 < 8: ends the block
     assert banned_ids(prompt, "x = 1\n   ", stop="line") == sorted(OTHER + [NEWLINE])  # 3 is no level
     assert banned_ids(prompt, "x = 1\n        ", stop="block") == ids_of(" \n")
+    # inside an open bracket the block goes on: no dedent, no blank line
+    assert banned_ids(prompt, "f(\n", stop="block") == sorted(OTHER + [NEWLINE])
+    assert banned_ids(prompt, "f(\n" + " " * 8, stop="block") == ids_of("\n")
+    assert banned_ids(prompt, "f(\n", stop="line") == []
+    # nor right after a line that opens a block
+    assert banned_ids(prompt, "x = 1\n        if y:\n", stop="block") == sorted(OTHER + [NEWLINE])
+    assert banned_ids(prompt, "x = 1\n        if y:\n   ", stop="block") == sorted(OTHER + [NEWLINE])
 
 
 def test_the_character_that_would_end_a_loop_is_banned():

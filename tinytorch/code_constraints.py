@@ -12,7 +12,8 @@ on, plain sampling leaves them off), a completion
 - indents each new line as the line before allows: one unit deeper after a line that opens a
   block (`def f(x):`), at the same level or a whole number of units less otherwise, anything up
   to two units deeper than its statement (or its innermost open bracket) inside brackets left
-  open; in block mode a line less indented than the block ends it (tinytorch.stopping);
+  open; in block mode a line less indented than the block ends it (tinytorch.stopping), but
+  not while brackets are open or right after a line that opens a block;
 - never ends in a loop (a piece of 3 or more characters three times running);
 - ends where a line repeats the line before it (that line is not kept);
 - is offered only when it reached its stop (the end of the line, the block, the word): one that
@@ -179,11 +180,13 @@ class Rules:
             statement = last_statement((self.prompt_line + text[:newline]).split("\n"), statement)
         if statement is None:
             return None
+        block = self.stopper.mode == "block"
         if statement.brackets:  # a continuation line: a hanging indent, or aligned under its bracket
             deepest = max(statement.indent + 2 * unit, statement.brackets[-1] + 1)
+            lowest = min(level, deepest) if block else 0  # a block does not end inside brackets
 
             def allowed(m):
-                return m <= deepest
+                return lowest <= m <= deepest
         elif statement.opens_block:
             deepest = statement.indent + unit
 
@@ -194,7 +197,10 @@ class Rules:
 
             def allowed(m):
                 return m <= deepest and (deepest - m) % unit == 0
-        if self.stopper.mode == "block":  # a line less indented than the block ends it
+        # a line less indented than the block ends it, but not inside brackets, nor right after a
+        # line that opens a block: neither leaves code that runs
+        ends = block and not statement.brackets and not statement.opens_block
+        if ends:
             deepest = max(deepest, level - 1)
             inner = allowed
 
@@ -206,8 +212,8 @@ class Rules:
             banned |= classes.space
         if not allowed(n):
             banned |= classes.other
-        if n and (self.on.no_trailing_whitespace or not allowed(n)):
-            banned |= classes.newline
+        if (n and (self.on.no_trailing_whitespace or not allowed(n))) or (block and not ends):
+            banned |= classes.newline  # (a blank line would end the block there)
         return banned if banned.any() else None
 
     # ------------------------------------------------------------------ ends, the cap, what is offered
