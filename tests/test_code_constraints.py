@@ -60,6 +60,10 @@ def test_last_statement_reads_blocks_brackets_and_continuations():
     s = last_statement(["if x:  # note (", "    # a comment: changes nothing"])
     assert (s.indent, s.opens_block) == (0, True)
     assert last_statement(["", "   "]) is None
+    s = last_statement(["def f():", '    """Return it.'])
+    assert (s.indent, s.opens_block, s.open_string, s.continues) == (4, False, '"""', True)
+    s = last_statement(["def f():", '    """Return it.', "", "    More: (", '    """'])  # the docstring closed
+    assert (s.indent, s.opens_block, s.brackets, s.open_string) == (4, False, (), None)
 
 
 @pytest.mark.parametrize("lines, unit", [
@@ -172,6 +176,9 @@ def test_in_block_mode_a_line_less_indented_than_the_block_may_end_it():
     assert banned_ids(prompt, "f(\n", stop="block") == sorted(OTHER + [NEWLINE])
     assert banned_ids(prompt, "f(\n" + " " * 8, stop="block") == ids_of("\n")
     assert banned_ids(prompt, "f(\n", stop="line") == []
+    # nor inside a docstring
+    assert banned_ids("def fib(n):", '\n    """Return it.\n', stop="block") == sorted(OTHER + [NEWLINE])
+    assert banned_ids("def fib(n):", '\n    """Return it.\n    """\n', stop="block") == []
     # nor right after a line that opens a block
     assert banned_ids(prompt, "x = 1\n        if y:\n", stop="block") == sorted(OTHER + [NEWLINE])
     assert banned_ids(prompt, "x = 1\n        if y:\n   ", stop="block") == sorted(OTHER + [NEWLINE])
@@ -191,6 +198,13 @@ def test_a_line_that_repeats_the_line_before_ends_the_completion_without_it():
     assert rules(prompt, "block", constraints=None).end([], len(text), text) is None
     r = rules("    x = 1\n    ", "line")
     assert r.end([], 6, "x = 1\n") == 0 and not r.offered("")  # the line repeats the prompt's: nothing
+
+
+def test_a_block_that_leaves_a_bracket_or_a_docstring_open_is_not_offered():
+    r = rules("def f():\n    ", "block")
+    assert r.offered("x = 1\n") and r.offered('"""Doc."""\nx = 1\n')
+    assert not r.offered("x = g(\n") and not r.offered('"""Doc.\n    more\n')
+    assert rules("def f():\n    ", "line").offered("x = g(\n")  # a line may open a bracket
 
 
 def test_only_finished_completions_are_offered():

@@ -13,9 +13,10 @@ on, plain sampling leaves them off), a completion
   block (`def f(x):`), at the same level or a whole number of units less otherwise, anything up
   to two units deeper than its statement (or its innermost open bracket) inside brackets left
   open; in block mode a line less indented than the block ends it (tinytorch.stopping), but
-  not while brackets are open or right after a line that opens a block;
+  not while brackets or a docstring are open, or right after a line that opens a block;
 - never ends in a loop (a piece of 3 or more characters three times running);
 - ends where a line repeats the line before it (that line is not kept);
+- in block mode, is only offered when it leaves no bracket or docstring open;
 - is offered only when it reached its stop (the end of the line, the block, the word): one that
   max_new_tokens cut off is dropped, and the next best is offered instead; when none finishes
   there is no suggestion;
@@ -181,9 +182,10 @@ class Rules:
         if statement is None:
             return None
         block = self.stopper.mode == "block"
-        if statement.brackets:  # a continuation line: a hanging indent, or aligned under its bracket
-            deepest = max(statement.indent + 2 * unit, statement.brackets[-1] + 1)
-            lowest = min(level, deepest) if block else 0  # a block does not end inside brackets
+        if statement.continues:  # inside brackets or a string: a hanging indent, or under the bracket
+            under = statement.brackets[-1] + 1 if statement.brackets else 0
+            deepest = max(statement.indent + 2 * unit, under)
+            lowest = min(level, deepest) if block else 0  # a block does not end inside them
 
             def allowed(m):
                 return lowest <= m <= deepest
@@ -199,7 +201,7 @@ class Rules:
                 return m <= deepest and (deepest - m) % unit == 0
         # a line less indented than the block ends it, but not inside brackets, nor right after a
         # line that opens a block: neither leaves code that runs
-        ends = block and not statement.brackets and not statement.opens_block
+        ends = block and not statement.continues and not statement.opens_block
         if ends:
             deepest = max(deepest, level - 1)
             inner = allowed
@@ -247,9 +249,17 @@ class Rules:
         return "offer" if self.stopper.counts_at_cap(text) else "fallback"
 
     def offered(self, kept: str) -> bool:
-        """Whether a finished completion whose kept text is `kept` is offered (not when nothing of
-        it is left, as when its first line repeats the prompt's last)."""
-        return not self.finished_only or bool(kept.strip())
+        """Whether a finished completion whose kept text is `kept` is offered: not when nothing of
+        it is left (as when its first line repeats the prompt's last), nor a block that leaves
+        brackets or a docstring open (as when a repeated line ended it inside them)."""
+        if not self.finished_only:
+            return True
+        if not kept.strip():
+            return False
+        if self.stopper.mode == "block" and self.on.indentation:
+            statement = last_statement((self.prompt_line + kept).split("\n"), self._layout_of_prompt()[2])
+            return statement is None or not statement.continues
+        return True
 
     def key(self, ids: list, kept: str):
         """What makes two finished completions the same suggestion: their ids, or with the

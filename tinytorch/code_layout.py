@@ -34,7 +34,12 @@ def code_of(line: str) -> str:
     """The line without its comment, each string literal's contents replaced by '_' so that every
     column stays where it was: what brackets and a closing ':' are read from. A string left open
     runs to the end of the line (the line is read on its own)."""
-    out, i, n = [], 0, len(line)
+    return _scan(line)[0]
+
+
+def _scan(line: str) -> tuple:
+    """(code_of(line), the triple quote of a string the line leaves open, or None)."""
+    out, i, n, left_open = [], 0, len(line), None
     while i < n:
         c = line[i]
         if c == "#":
@@ -47,11 +52,12 @@ def code_of(line: str) -> str:
             j = min(j, n)
             end = j + len(quote) if j < n else n
             out.append(quote + "_" * (j - i - len(quote)) + line[j:end])
+            left_open = quote if j >= n and len(quote) == 3 else None
             i = end
             continue
         out.append(c)
         i += 1
-    return "".join(out)
+    return "".join(out), left_open
 
 
 def open_brackets(code: str, stack: tuple = ()) -> tuple:
@@ -70,11 +76,18 @@ def open_brackets(code: str, stack: tuple = ()) -> tuple:
 class Statement:
     """What the next line's indentation depends on, read from the lines up to the last one with
     code: the indentation its statement started at, whether it opened a block (ends with ':'
-    outside brackets), and the columns of the brackets it leaves open (innermost last)."""
+    outside brackets), the columns of the brackets it leaves open (innermost last), and the
+    triple quote of a string it leaves open (a docstring being written), or None."""
 
     indent: int
     opens_block: bool
     brackets: tuple
+    open_string: str | None = None
+
+    @property
+    def continues(self) -> bool:
+        """Whether the next line continues this statement (inside brackets or a string)."""
+        return bool(self.brackets or self.open_string)
 
 
 def last_statement(lines, start: Statement | None = None) -> Statement | None:
@@ -82,16 +95,23 @@ def last_statement(lines, start: Statement | None = None) -> Statement | None:
     (what the lines before them left)."""
     found = start
     for line in lines:
+        if found is not None and found.open_string:  # inside a string: only its end matters
+            close = line.find(found.open_string)
+            if close < 0:
+                continue
+            found = Statement(found.indent, False, found.brackets)
+            line = " " * (close + 3) + line[close + 3:]  # what follows the string, columns kept
         if not line.strip():
             continue
-        code = code_of(line)
+        code, left_open = _scan(line)
         if not code.strip():  # a comment line changes nothing, unless nothing came before it
             found = found or Statement(indent_of(line), False, ())
             continue
-        inside = found is not None and bool(found.brackets)
+        inside = found is not None and found.continues
         brackets = open_brackets(code, found.brackets if inside else ())
         indent = found.indent if inside else indent_of(line)  # a continuation line keeps its statement's
-        found = Statement(indent, not brackets and code.rstrip().endswith(":"), brackets)
+        found = Statement(indent, not brackets and not left_open and code.rstrip().endswith(":"), brackets,
+                          left_open)
     return found
 
 
