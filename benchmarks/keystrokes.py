@@ -16,7 +16,7 @@ next word by a beam search of N too (calling generate at every position, on the 
 beside greedy on the same samples. The anchor: labml's python_autocomplete reports "above 30%
 key strokes in most files, close to 50% in some".
 
-    python benchmarks/keystrokes.py [--checkpoint DIR ...] [--samples 20] [--line-samples 3]
+    python benchmarks/keystrokes.py [--checkpoint DIR ...] [--samples 20] [--line-samples 2]
         [--packages gradio numpy ...] [--chars 1500] [--list-files] [--units word line]
         [--word-beams 4]
 """
@@ -92,7 +92,7 @@ def main():
     parser.add_argument("--checkpoint", nargs="*", default=[os.path.join(harness.ROOT, "checkpoints", name)
                                                              for name in ("copilot", "copilot-tiny")])
     parser.add_argument("--samples", type=int, default=20, help="samples per kind of text, word level")
-    parser.add_argument("--line-samples", type=int, default=3, help="samples per kind of text, line level (slow)")
+    parser.add_argument("--line-samples", type=int, default=2, help="samples per kind of text, line level (slow)")
     parser.add_argument("--chars", type=int, default=1500, help="characters typed per sample")
     parser.add_argument("--packages", nargs="*", default=list(PACKAGES), help="site-packages for third-party code")
     parser.add_argument("--units", nargs="*", default=["word", "line"], choices=["word", "line"])

@@ -89,3 +89,23 @@ def test_bad_arguments_raise_value_error(model):
         keystrokes_saved(model, TOKENIZER, TEXT, "line", fast=True)
     with pytest.raises(ValueError, match="start"):
         keystrokes_saved(model, TOKENIZER, TEXT, start=len(TEXT) + 1)
+
+
+def test_a_long_file_is_read_from_a_line_start_that_changes_no_suggestion(model):
+    """Only the last window of ids and the last lines of a prompt matter: cut at the line start
+    keystrokes reads from, a prompt far longer than both gives the same suggestion in every mode."""
+    from tinytorch.code_layout import LINES_READ
+    from tinytorch.keystrokes import _context_starts
+
+    head = "".join(f"v{i} = {i}\n" for i in range(LINES_READ + 30))
+    text = head + TEXT
+    ids = TOKENIZER.encode(text)
+    context = _context_starts(text, model.config.n_positions)
+    for i in range(len(head) + 1, len(text), 7):
+        first = context(i)
+        assert 0 < first <= i - model.config.n_positions and text[first - 1] == "\n"
+        assert text[first:i].count("\n") > LINES_READ
+        for options in (completion.word_options(), completion.beam_options("line"), completion.beam_options("block")):
+            whole = model.generate(ids[:i], tokenizer=TOKENIZER, **options)
+            cut = model.generate(ids[first:i], tokenizer=TOKENIZER, **options)
+            assert whole[i:] == cut[i - first:]

@@ -19,10 +19,13 @@ where generate's next characters see between 3/4 and all of one.
 
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 from . import completion
 from .code_constraints import CharClasses, CodeConstraints, Rules
+from .code_layout import LINES_READ
 from .evaluate import next_logits
 from .stopping import StopCondition
 from .tensor import no_grad
@@ -54,11 +57,26 @@ def keystrokes_saved(model, tokenizer, text: str, unit: str = "word", start: int
     one_pass = _one_pass_applies(options)
     if fast and not one_pass:
         raise ValueError("the one-pass path needs greedy word completion (completion.word_options)")
+    context = _context_starts(written, model.config.n_positions)
     if one_pass and fast is not False:
-        accepted_at = _greedy_words(model, tokenizer, ids, written, start, options)
+        accepted_at = _greedy_words(model, tokenizer, ids, written, start, options, context)
     else:
-        accepted_at = _generated(model, tokenizer, ids, written, options)
+        accepted_at = _generated(model, tokenizer, ids, written, options, context)
     return _type(written, start, accepted_at, unit, progress)
+
+
+def _context_starts(text: str, window: int):
+    """context(i): where the prompt for position i may start and still give the very suggestion
+    the whole text before i gives: the model reads its last `window` ids, and the rules read its
+    last LINES_READ lines (tinytorch.code_layout), so a line start before both is enough (a long
+    file then costs no more per position than a short one)."""
+    line_starts = [0] + [k + 1 for k, c in enumerate(text) if c == "\n"]
+
+    def context(i):
+        line = bisect.bisect_right(line_starts, i) - 1  # the line i lies in
+        read = bisect.bisect_right(line_starts, max(0, i - window)) - 1  # the line the window starts in
+        return line_starts[max(0, min(line - LINES_READ - 1, read))]
+    return context
 
 
 def _type(text: str, start: int, accepted_at, unit: str, progress) -> dict:
@@ -79,13 +97,14 @@ def _type(text: str, start: int, accepted_at, unit: str, progress) -> dict:
             "accepted": accepted, "accepted_characters": accepted_chars, "unit": unit}
 
 
-def _generated(model, tokenizer, ids, text, options):
+def _generated(model, tokenizer, ids, text, options, context):
     """accepted_at by calling generate at every position (any decoding)."""
     def accepted_at(i):
         if i == 0:
             return 0  # nothing to continue yet
-        out = model.generate(ids[:i], tokenizer=tokenizer, **{**options, "num_return_sequences": 1})
-        suggestion = tokenizer.decode(out[i:])
+        first = context(i)
+        out = model.generate(ids[first:i], tokenizer=tokenizer, **{**options, "num_return_sequences": 1})
+        suggestion = tokenizer.decode(out[i - first:])
         return len(suggestion) if suggestion and text.startswith(suggestion, i) else 0
     return accepted_at
 
@@ -96,7 +115,7 @@ def _one_pass_applies(options: dict) -> bool:
 
 
 @no_grad()
-def _greedy_words(model, tokenizer, ids, text, start, options):
+def _greedy_words(model, tokenizer, ids, text, start, options, context):
     """accepted_at for greedy word completion from one forward pass over the text (see the module
     docstring): the argmax chain under the same Rules as generate, compared with the text."""
     max_new = options.get("max_new_tokens", completion.MAX_NEW_TOKENS)
@@ -111,7 +130,7 @@ def _greedy_words(model, tokenizer, ids, text, start, options):
     def accepted_at(i):
         if i == 0 or max_new == 0:
             return 0
-        rules = Rules(StopCondition("word", "", True), text[:i], chars, constraints, classes)
+        rules = Rules(StopCondition("word", "", True), text[context(i):i], chars, constraints, classes)
         j = i
         while j - i < max_new:
             row = j - 1 - first  # the logits after text[:j]
