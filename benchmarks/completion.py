@@ -2,22 +2,25 @@
 
 Places: 200 starts of indented code lines (after the indentation; not comments) in the standard
 library's validation files (pretrain's split: the files the copilot never trained on), each with
-the 300 characters before it as the prompt. For each decoding:
-- broken: the share of completions that are blank (only whitespace), loop (a unit of 3 or more
-  characters, not all spaces, 3 times running) or repeat a line (a line equal to the line before it);
-- exact line: the completion's first line equals the rest of the real line;
+the 300 characters before it as the prompt. For each decoding, in line and block mode:
+- broken: the share of suggestions a student would call broken (tinytorch.suggestion_checks:
+  only whitespace, leading whitespace after the prompt's indentation, a run of 4+ spaces after a
+  line's first character, a loop, a repeated line, a line or block cut by the cap), for the first
+  suggestion (of all places) and for every one listed (Try it lists 3);
+- none: the places where the decoding offers no suggestion at all;
+- exact line: the first suggestion's first line equals the rest of the real line;
 - edit similarity: 1 - Levenshtein distance / the longer length, between those two, averaged;
-- latency: median and p95 seconds per completion, one thread.
+- latency: median and p95 seconds per call (the demo's call: 3 suggestions), one thread.
 Then, with --own-lines, the demo's fine-tune (100 steps, its defaults) on each shipped example,
 and the lines of the example completed exactly (demos/lines.py) before and after.
 
     python benchmarks/completion.py [--checkpoint checkpoints/copilot] [--places 200] [--own-lines]
-        [--beams 8 ...] [--length-penalty 1.0 ...] [--sampling]
+        [--modes line block] [--beams 8 ...] [--length-penalty 1.0 ...] [--sampling] [--no-constraints]
+        [--max-new-tokens 80]
 """
 
 import argparse
 import os
-import re
 import sys
 import time
 
@@ -25,7 +28,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402  (before numpy: it sets the BLAS thread count)
 
 CONTEXT = 300
-LOOP = re.compile(r"(.{3,}?)\1\1", re.S)
 
 
 def places(val_files, tokenizer, count: int, seed: int = 0):
@@ -51,18 +53,91 @@ def places(val_files, tokenizer, count: int, seed: int = 0):
     return [found[i] for i in chosen]
 
 
-def broken(prompt: str, completion: str) -> str | None:
-    """Why a completion is broken ('blank', 'loop', 'repeat'), or None."""
-    if not completion.strip():
-        return "blank"
-    if any(m.group(1).strip() for m in LOOP.finditer(completion)):
-        return "loop"
-    lines = (prompt + completion).split("\n")
-    written = len(completion.split("\n"))
-    for i in range(len(lines) - written, len(lines)):
-        if i > 0 and lines[i].strip() and lines[i].strip() == lines[i - 1].strip():
-            return "repeat"
-    return None
+def generated(model, tokenizer, kwargs):
+    """suggest(prompt) -> the texts generate() returns with these kwargs, each once (as Try it lists them)."""
+    def suggest(prompt):
+        ids = tokenizer.encode(prompt)
+        texts = []
+        for s in model.generate(ids, tokenizer=tokenizer, output_scores=True, **kwargs):
+            text = tokenizer.decode(s.ids[len(ids):])
+            texts += [text] if text not in texts else []
+        return texts
+    return suggest
+
+
+def the_demos(model, tokenizer, mode, max_new_tokens):
+    """suggest(prompt) -> what Try it lists (demos.decoding.suggest; a block that does not fit gives way to the line)."""
+    from demos import decoding
+
+    def suggest(prompt):
+        found = decoding.suggest(model, tokenizer, prompt, mode, {"max_new_tokens": max_new_tokens},
+                                 decoding.SUGGESTIONS)
+        return [text for text, p in found if (text, p) != decoding.NO_SUGGESTION]
+    return suggest
+
+
+def measure(suggest, cases, mode) -> dict:
+    """The figures of one decoding (suggest(prompt) -> texts) over the cases, its suggestions judged as `mode`'s."""
+    import numpy as np
+
+    from demos.lines import first_line
+    from tinytorch.suggestion_checks import REASONS, why_broken
+
+    first, listed, none, exact, similarity, seconds = [], [], 0, 0, [], []
+    for prompt, rest in cases:
+        start = time.perf_counter()
+        texts = suggest(prompt)
+        seconds.append(time.perf_counter() - start)
+        if not texts:
+            none += 1
+            continue
+        reasons = [why_broken(prompt, text, mode) for text in texts]
+        first.append(reasons[0])
+        listed += reasons
+        line = first_line(texts[0])
+        exact += line == rest
+        similarity.append(edit_similarity(line, rest))
+    n = len(cases)
+    return {"first": sum(r is not None for r in first) / n, "listed": sum(r is not None for r in listed),
+            "count": len(listed), "none": none, "why": {k: listed.count(k) for k in REASONS},
+            "exact": exact / n, "similarity": float(np.mean(similarity)) if similarity else 0.0,
+            "median": float(np.median(seconds)), "p95": float(np.percentile(seconds, 95))}
+
+
+def decodings(args) -> list:
+    """[(label, the mode its suggestions are judged as, generate's kwargs, or "demo")]: the table's rows."""
+    from demos import copilot, decoding
+    from tinytorch import completion
+
+    cap = args.max_new_tokens = args.max_new_tokens or copilot.MAX_NEW
+    rows = []
+    if "line" in args.modes:
+        rows += [("greedy, 60 characters (the former default)", "free", {"max_new_tokens": 60, "temperature": 0.0}),
+                 ("greedy, to the end of the line", "line", {"max_new_tokens": cap, "temperature": 0.0, "stop": "line"})]
+    if args.sampling:
+        for guard in ({}, {"repetition_penalty": 1.2}, {"no_repeat_ngram_size": 6}, {"no_repeat_ngram_size": 12}):
+            rows.append((f"sampling T=0.8 top-p 0.95, line {guard or 'no guard'}", "line",
+                         {"max_new_tokens": cap, "temperature": 0.8, "top_p": 0.95, "seed": 0, "stop": "line",
+                          **guard}))
+        settings = {"max_new_tokens": cap, "temperature": copilot.TEMPERATURE, "top_k": None,
+                    "top_p": copilot.TOP_P, "seed": 0}
+        rows.append((f"the demo's sample mode (T={copilot.TEMPERATURE:g}, top-p {copilot.TOP_P:g}, "
+                     f"repetition_penalty {completion.REPETITION_PENALTY:g})", "free",
+                     decoding.options("sample", settings)))
+    for mode in args.modes:
+        for beams in args.beams:
+            for penalty in args.length_penalty:
+                default = (beams, penalty) == (completion.NUM_BEAMS, completion.LENGTH_PENALTY)
+                label = (f"beam {beams}, {mode}, length_penalty {penalty:g}"
+                         + (" (the demo's default)" if default else ""))
+                kwargs = {**decoding.options(mode, {"max_new_tokens": cap}, decoding.SUGGESTIONS),
+                          "num_beams": beams, "length_penalty": penalty}
+                if args.no_constraints:
+                    kwargs["constraints"] = None
+                rows.append((label, mode, kwargs))
+    if "block" in args.modes and not args.no_constraints:
+        rows.append(("Try it's block mode (demos.decoding.suggest: the line when no block fits)", "block", "demo"))
+    return rows
 
 
 def edit_similarity(a: str, b: str) -> float:
@@ -75,53 +150,6 @@ def edit_similarity(a: str, b: str) -> float:
             current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
         previous = current
     return 1.0 - previous[-1] / max(len(a), len(b))
-
-
-def measure(model, tokenizer, cases, kwargs) -> dict:
-    import numpy as np
-
-    from demos.lines import first_line
-
-    reasons, exact, similarity, seconds = [], 0, [], []
-    for prompt, rest in cases:
-        ids = tokenizer.encode(prompt)
-        start = time.perf_counter()
-        out = model.generate(ids, tokenizer=tokenizer, **kwargs)
-        seconds.append(time.perf_counter() - start)
-        completion = tokenizer.decode(out[len(ids):])
-        reasons.append(broken(prompt, completion))
-        line = first_line(completion)
-        exact += line == rest
-        similarity.append(edit_similarity(line, rest))
-    n = len(cases)
-    return {"broken": sum(r is not None for r in reasons) / n,
-            "why": {k: reasons.count(k) for k in ("blank", "loop", "repeat")},
-            "exact": exact / n, "similarity": float(np.mean(similarity)),
-            "median": float(np.median(seconds)), "p95": float(np.percentile(seconds, 95))}
-
-
-def decodings(args) -> list:
-    from demos import copilot, decoding
-    from tinytorch import completion
-
-    cap = copilot.MAX_NEW
-    rows = [("greedy, 60 characters (the former default)", {"max_new_tokens": 60, "temperature": 0.0}),
-            ("greedy, to the end of the line", {"max_new_tokens": cap, "temperature": 0.0, "stop": "line"})]
-    if args.sampling:
-        for guard in ({}, {"repetition_penalty": 1.2}, {"no_repeat_ngram_size": 6}, {"no_repeat_ngram_size": 12}):
-            rows.append((f"sampling T=0.8 top-p 0.95, line {guard or 'no guard'}",
-                         {"max_new_tokens": cap, "temperature": 0.8, "top_p": 0.95, "seed": 0, "stop": "line",
-                          **guard}))
-    settings = {"max_new_tokens": cap, "temperature": copilot.TEMPERATURE, "top_k": None, "top_p": copilot.TOP_P,
-                "seed": 0}
-    rows.append((f"the demo's sample mode (T={copilot.TEMPERATURE:g}, top-p {copilot.TOP_P:g}, "
-                 f"repetition_penalty {completion.REPETITION_PENALTY:g})", decoding.options("sample", settings)))
-    for beams in args.beams:
-        for penalty in args.length_penalty:
-            default = (beams, penalty) == (completion.NUM_BEAMS, completion.LENGTH_PENALTY)
-            label = f"beam {beams}, line, length_penalty {penalty:g}" + (" (the demo's default)" if default else "")
-            rows.append((label, {"max_new_tokens": cap, "stop": "line", "num_beams": beams, "length_penalty": penalty}))
-    return rows
 
 
 def own_lines(checkpoint):
@@ -147,12 +175,17 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=os.path.join(harness.ROOT, "checkpoints", "copilot"))
     parser.add_argument("--places", type=int, default=200)
+    parser.add_argument("--max-new-tokens", type=int, help="the cap (default: the demo's)")
     parser.add_argument("--beams", type=int, nargs="*", default=None, help="beam counts to measure "
                         "(default: the demo's)")
     parser.add_argument("--length-penalty", type=float, nargs="*", default=None)
     parser.add_argument("--sampling", action="store_true", help="compare repetition guards for sampling")
     parser.add_argument("--own-lines", action="store_true", help="also fine-tune on the examples (minutes)")
     parser.add_argument("--skip-places", action="store_true", help="only --own-lines")
+    parser.add_argument("--modes", nargs="*", default=["line", "block"], choices=["line", "block"],
+                        help="the completion modes to measure beam search in")
+    parser.add_argument("--no-constraints", action="store_true",
+                        help="beam search without tinytorch.code_constraints (as before they existed)")
     harness.add_common_args(parser, default_threads=1)
     args = parser.parse_args()
     harness.start(args, compare_torch=False)
@@ -169,13 +202,20 @@ def main():
         cases = places(load_corpus().val, tokenizer, args.places)
         print(f"# {args.checkpoint}: {len(cases)} places at the start of indented code lines in the standard "
               f"library's validation files, {CONTEXT} characters of context")
-        print("| decoding | broken | blank / loop / repeat | exact line | edit similarity | median s | p95 s |")
-        print("|---|---:|---|---:|---:|---:|---:|")
-        for label, kwargs in decodings(args):
-            r = measure(model, tokenizer, cases, kwargs)
-            why = " / ".join(str(r["why"][k]) for k in ("blank", "loop", "repeat"))
-            print(f"| {label} | {r['broken']:.1%} | {why} | {r['exact']:.1%} | {r['similarity']:.2f} | "
-                  f"{r['median']:.3f} | {r['p95']:.3f} |", flush=True)
+        from tinytorch.suggestion_checks import REASONS
+
+        print(f"| decoding | broken: first | broken: all listed | none | {' / '.join(REASONS)} (listed) | "
+              "exact line | edit similarity | median s | p95 s |")
+        print("|---|---:|---:|---:|---|---:|---:|---:|---:|")
+        for label, mode, kwargs in decodings(args):
+            suggest = (the_demos(model, tokenizer, mode, args.max_new_tokens) if kwargs == "demo"
+                       else generated(model, tokenizer, kwargs))
+            r = measure(suggest, cases, mode)
+            why = " / ".join(str(r["why"][k]) for k in REASONS)
+            listed = r["listed"] / max(r["count"], 1)
+            print(f"| {label} | {r['first']:.1%} | {listed:.1%} ({r['listed']} of {r['count']}) | {r['none']} | "
+                  f"{why} | {r['exact']:.1%} | {r['similarity']:.2f} | {r['median']:.3f} | {r['p95']:.3f} |",
+                  flush=True)
     if args.own_lines:
         own_lines(args.checkpoint)
 

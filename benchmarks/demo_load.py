@@ -1,6 +1,7 @@
 """A classroom on the Copilot demo: the app launched in this process on 127.0.0.1 (a free port),
 driven through its API with gradio_client from threads, as browsers would: N sessions generating
-while M sessions fine-tune at once. Prints requests done/failed, generation latency p50/p95 while
+(Try it's default mode, the line completion) while M sessions fine-tune at once. Prints requests
+done/failed, generation latency p50/p95 while
 the fine-tunes run, fine-tune wall times (and the queue place the waiting ones were shown), the
 process's peak RSS, and whether every session's model is its own. Fine-tunes use the shipped
 examples in turn; the sessions that share an example take one more step each (see run()).
@@ -37,7 +38,8 @@ import numpy as np  # noqa: E402
 from demos.screenshots import free_port  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROMPT = "def "  # what the generating sessions send, greedy (temperature 0)
+PROMPT = "def "  # what the generating sessions send, in Try it's default mode
+PROBE = "sample"  # the isolation checks compare greedy characters (temperature 0): always some, never a tie
 
 
 def percentile(values, q) -> float:
@@ -53,7 +55,7 @@ def session_of(demo, client):
     return found[0] if len(found) == 1 else None
 
 
-def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30, new_chars: int = 20,
+def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30, new_chars: int = 80,
         requests: int = 40, min_requests: int = 2, max_seconds: float = 240.0, log=print) -> dict:
     """Launch, load, measure, check isolation, close. Returns the figures and checks as a dict."""
     from gradio_client import Client
@@ -110,10 +112,10 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
             all_ft_done.set()
         deadline = time.perf_counter() + max_seconds
 
-        def generate(client, prompt=PROMPT):
+        def generate(client, prompt=PROMPT, mode=C.MODE):
             start = time.perf_counter()
             try:
-                _, details = client.predict(prompt, new_chars, 0.0, 0, 1.0, 0, "sample", api_name="/generate")
+                _, details = client.predict(prompt, new_chars, 0.0, 0, 1.0, 0, mode, api_name="/generate")
             except Exception as err:  # noqa: BLE001 - counted, reported
                 end = time.perf_counter()
                 with lock:
@@ -206,7 +208,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
 
         def reference(prompt):
             settings = app.sampling(new_chars, 0.0, 0, 1.0, 0, fresh.tokenizer.vocab_size)
-            return app.complete(fresh.model, fresh.tokenizer, prompt, settings, "sample")[0][0]
+            return app.complete(fresh.model, fresh.tokenizer, prompt, settings, PROBE)[0][0]
 
         fresh_weights = {k: v.copy() for k, v in fresh.model.state_dict().items()}
 
@@ -215,7 +217,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
 
         checks = {}
         # Untouched sessions: same completion as the fresh load, and the very weights from disk.
-        untouched = [generate(c) for c in gen_clients]
+        untouched = [generate(c, mode=PROBE) for c in gen_clients]
         want = reference(PROMPT)
         checks["untouched_equal_fresh"] = sum(u == want for u in untouched)
         gen_sessions = [session_of(demo, c) for c in gen_clients]
@@ -224,7 +226,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
         # Fine-tuned sessions: on a prompt from their own text, a completion unlike the fresh load's,
         # and weights that differ from the pretrained ones and from each other's.
         ft_sessions = [session_of(demo, c) for c in ft_clients]
-        ft_out = [generate(c, p) for c, p in zip(ft_clients, ft_prompts)]
+        ft_out = [generate(c, p, PROBE) for c, p in zip(ft_clients, ft_prompts)]
         checks["finetuned_differ_from_fresh"] = sum(o is not None and o != reference(p)
                                                     for o, p in zip(ft_out, ft_prompts))
         models = [s.model for s in ft_sessions if s is not None and s.model is not None]
@@ -236,7 +238,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
         checks["base_shared"] = len({id(s.base.model) for s in gen_sessions + ft_sessions if s is not None})
         # The server still answers a newcomer, and the same as a fresh load.
         late = Client(url, verbose=False)
-        checks["newcomer_equal_fresh"] = generate(late) == want
+        checks["newcomer_equal_fresh"] = generate(late, mode=PROBE) == want
         out["checks"] = checks
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
         out["errors"] = errors
@@ -252,7 +254,7 @@ def report(out: dict, args) -> None:
     print(f"requests: {out['requests_ok']} done, {out['requests_failed']} failed "
           f"(in {out['load_seconds']:.1f} s; connecting {args.sessions + args.finetunes} clients took "
           f"{out['connect_seconds']:.1f} s)")
-    print(f"generate ({args.new} new chars, greedy): p50 {ms(during, 50)}, p95 {ms(during, 95)} over "
+    print(f"generate (Try it's default mode, at most {args.new} new chars): p50 {ms(during, 50)}, p95 {ms(during, 95)} over "
           f"{len(during)} requests while fine-tunes ran; all {len(gen)}: p50 {ms(gen, 50)}, p95 {ms(gen, 95)}")
     print(f"fine-tunes ({out['finetune_steps']} steps, {out['finetune_concurrency']} at once): "
           f"{out['finetunes_ok']}/{args.finetunes} ok, wall " + ", ".join(f"{s:.1f}" for s in fts) + " s"
@@ -277,7 +279,8 @@ def main() -> None:
     parser.add_argument("--finetunes", type=int, default=5, help="sessions fine-tuning at once (default 5)")
     parser.add_argument("--steps", type=int, default=30, help="steps of each fine-tune (10 to 300; default 30)")
     parser.add_argument("--checkpoint", default=os.path.join(ROOT, "checkpoints", "copilot-tiny"))
-    parser.add_argument("--new", type=int, default=20, help="characters each generate request writes")
+    parser.add_argument("--new", type=int, default=80, help="characters each generate request writes at most "
+                        "(Try it's default: 80)")
     parser.add_argument("--requests", type=int, default=40, help="most generate requests per session")
     parser.add_argument("--max-seconds", type=float, default=240.0, help="stop generating after this")
     parser.add_argument("--attackers", action="store_true",

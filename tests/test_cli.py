@@ -76,11 +76,35 @@ def test_generate_beam_search_prints_the_best_completions_with_log_probabilities
     status, out, err = run(capsys, "generate", folder, "ab\nc", "--max-new-tokens", 12, "--num-beams", 4,
                            "--stop", stop, "--num-return-sequences", 3)
     found = model.generate(tokenizer.encode("ab\nc"), 12, num_beams=4, length_penalty=0.0, stop=stop,
+                           num_return_sequences=3, tokenizer=tokenizer, output_scores=True, constraints=True)
+    if stop == "line":
+        assert (status, err) == (0, "") and len(found) == 3
+        assert out == "".join(f"# {i}: log-probability {s.logprob:.3f}\n{tokenizer.decode(s.ids)}\n"
+                              for i, s in enumerate(found, start=1))
+    else:  # this model writes no block that ends (a blank line) within 12 characters: only the prompt
+        assert (status, out, found) == (0, "ab\nc\n", []) and "no completion reached its stop" in err
+    status, out, err = run(capsys, "generate", folder, "ab\nc", "--max-new-tokens", 12, "--num-beams", 4,
+                           "--stop", stop, "--num-return-sequences", 3, "--no-constraints")
+    found = model.generate(tokenizer.encode("ab\nc"), 12, num_beams=4, length_penalty=0.0, stop=stop,
                            num_return_sequences=3, tokenizer=tokenizer, output_scores=True)
-    assert (status, err) == (0, "")
     assert out == "".join(f"# {i}: log-probability {s.logprob:.3f}\n{tokenizer.decode(s.ids)}\n"
                           for i, s in enumerate(found, start=1))
-    assert len(found) == 3
+
+
+def test_generate_stop_word_prints_the_next_word(capsys, folder, model, tokenizer):
+    """--stop word: greedy, to the end of the next identifier (tinytorch.completion.word_options)."""
+    for prompt in ("ab\nc", "hag", "a\nb"):
+        status, out, err = run(capsys, "generate", folder, prompt, "--stop", "word")
+        ids = model.generate(tokenizer.encode(prompt), tokenizer=tokenizer, **completion.word_options())
+        assert (status, out) == (0, tokenizer.decode(ids) + "\n")
+        assert err == ("" if len(ids) > len(prompt) else
+                       f"note: no completion reached its stop within {completion.MAX_NEW_TOKENS} characters "
+                       "(--max-new-tokens)\n")
+
+
+def test_generate_prints_the_prompt_alone_when_no_completion_finishes(capsys, folder):
+    status, out, err = run(capsys, "generate", folder, "ab\nc", "--max-new-tokens", 1)
+    assert (status, out) == (0, "ab\nc\n") and "no completion reached its stop within 1 characters" in err
 
 
 def test_generate_completes_the_line_by_default_as_the_demo_does(capsys, folder, model, tokenizer):

@@ -33,8 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("generate", help="continue a prompt", description="Print the prompt followed by the "
                             "model's continuation. By default it completes the line as the Copilot demo's Try it "
-                            "does (a beam search that stops at the newline); --temperature, --top-k, --top-p or "
-                            "--seed sample instead.")
+                            "does (a beam search that stops at the newline, with the code constraints of "
+                            "tinytorch.code_constraints); --stop word gives the next word (greedy); --temperature, "
+                            "--top-k, --top-p or --seed sample instead. A completion that does not reach its stop "
+                            "within --max-new-tokens is not printed: then only the prompt is.")
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("prompt", help="the text to continue")
     # None = the mode's own default (see decoding_options).
@@ -47,14 +49,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "probabilities add up to P")
     p.add_argument("--seed", type=int, metavar="S", help="makes sampling repeatable")
     p.add_argument("--num-beams", type=int, metavar="N", help="beam search over N beams (temperature, top-k "
-                   f"and top-p then do not apply; default {completion.NUM_BEAMS} when completing, 1 when sampling)")
+                   f"and top-p then do not apply; default {completion.NUM_BEAMS} when completing a line or block, "
+                   "1 for a word and when sampling)")
     p.add_argument("--length-penalty", type=float, default=completion.LENGTH_PENALTY, metavar="L",
                    help=f"beam search ranks by log-probability / length**L (default {completion.LENGTH_PENALTY:g})")
     p.add_argument("--num-return-sequences", type=int, default=1, metavar="K", help="print the K best "
                    "completions with their log-probabilities (beam search; K <= N)")
-    p.add_argument("--stop", choices=["line", "block", "none"], help="end at the end of the line, or of the "
-                   "block (a blank line or a line indented less than the prompt's last), or only at "
+    p.add_argument("--stop", choices=["line", "block", "word", "none"], help="end at the end of the line, of "
+                   "the block (a blank line or a line indented less than the block), or of the next word (the "
+                   "rest of the identifier, or up to the end of the next one on the line), or only at "
                    "--max-new-tokens (default: line when completing, none when sampling)")
+    p.add_argument("--no-constraints", action="store_true", help="complete without the code constraints (they "
+                   "keep out whitespace runs, trailing spaces, wrong indentation, loops, repeated lines, "
+                   "completions cut by the cap and duplicates; sampling never applies them)")
     p.add_argument("--repetition-penalty", type=float, default=1.0, metavar="R", help="make characters already "
                    "in the text less likely (transformers' repetition_penalty; 1 = off; the demo samples "
                    f"with {completion.REPETITION_PENALTY:g})")
@@ -104,8 +111,14 @@ def generate(args) -> None:
     if unknown:
         print(f"note: {len(unknown)} prompt character(s) outside the vocabulary became <unk>: "
               + " ".join(repr(c) for c in unknown[:10]), file=sys.stderr)
-    found = model.generate(tokenizer.encode(args.prompt), **decoding_options(args), tokenizer=tokenizer,
-                           output_scores=True)
+    ids = tokenizer.encode(args.prompt)
+    options = decoding_options(args)
+    found = model.generate(ids, **options, tokenizer=tokenizer, output_scores=True)
+    if not found:  # the constraints offer no completion that was cut by the cap
+        print(f"note: no completion reached its stop within {options['max_new_tokens']} characters "
+              "(--max-new-tokens)", file=sys.stderr)
+        print(tokenizer.decode(ids))
+        return
     if len(found) == 1 and args.num_return_sequences == 1:
         print(tokenizer.decode(found[0].ids))
         return
@@ -115,17 +128,20 @@ def generate(args) -> None:
 
 
 def decoding_options(args) -> dict:
-    """generate()'s keyword arguments: the line completion of tinytorch.completion unless a
-    sampling flag was given; an option given on the command line always wins."""
+    """generate()'s keyword arguments: the completion defaults of tinytorch.completion for the
+    line, the block or the word (--stop; the line by default), unless a sampling flag was given;
+    an option given on the command line always wins."""
     if any(v is not None for v in (args.temperature, args.top_k, args.top_p, args.seed)):
         options = {"max_new_tokens": 200, "temperature": 0.8, "num_beams": 1, "stop": None}
     else:
-        options = completion.beam_options("line")
+        options = completion.options(args.stop if args.stop in ("block", "word") else "line")
     for name in ("max_new_tokens", "temperature", "num_beams"):
         if getattr(args, name) is not None:
             options[name] = getattr(args, name)
     if args.stop is not None:
         options["stop"] = None if args.stop == "none" else args.stop
+    if args.no_constraints:
+        options["constraints"] = None
     options.update(top_k=args.top_k, top_p=args.top_p, seed=args.seed, length_penalty=args.length_penalty,
                    num_return_sequences=args.num_return_sequences, repetition_penalty=args.repetition_penalty,
                    no_repeat_ngram_size=args.no_repeat_ngram_size)

@@ -50,17 +50,18 @@ def best_possible(logprob: float, length: int, max_length: int, length_penalty: 
     return logprob / (max_length if length_penalty > 0 else length) ** length_penalty
 
 
-def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: int, num_beams: int,
+def beam_search(logits_of, guard, rules, chars, prompt: list, max_new_tokens: int, num_beams: int,
                 length_penalty: float, num_return_sequences: int) -> list:
-    """The num_return_sequences best distinct completions found, best first, as Sequences.
+    """The num_return_sequences best distinct completions found, best first, as Sequences (fewer,
+    maybe none, when the rules offer fewer).
 
-    logits_of: generate.NextLogits; guard: generate.Guard; stopper: stopping.StopCondition;
-    chars: each id's character, or None when the stop condition reads no text.
+    logits_of: generate.NextLogits; guard: generate.Guard; rules: code_constraints.Rules (the stop
+    condition and the code constraints); chars: each id's character, or None when nothing reads text.
 
-    A completion finishes when the stop condition says it has ended, or at max_new_tokens ids
-    (where a line or block of whitespace alone only counts if nothing else finished).
+    A completion finishes when the rules say it has ended, or at max_new_tokens ids (as the
+    rules' at_cap says: offered, dropped, or a fallback in case nothing else finishes).
     Each step ranks every (beam, next id) pair by log-probability and walks down that list: pairs
-    that finish go to the finished list (the same kept ids twice: the better one stays), the
+    that finish go to the finished list (two with the same key, rules.key: the better one stays), the
     others become the next step's beams, until there are num_beams of them. The search ends when
     no beam is left, or when num_return_sequences have finished and no beam can beat the last of
     them (best_possible): with enough beams to keep every continuation, it returns exactly what
@@ -70,11 +71,11 @@ def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: 
         return [Sequence(list(prompt), 0.0, 0.0)]
     prompt_len = len(prompt)
     beams = [_Beam(list(prompt), "", 0.0, 0)]
-    finished: dict[tuple, Sequence] = {}
-    fallback = []  # cut off by the cap, but not a completion (stopping.counts_at_cap): if nothing else
+    finished: dict = {}  # rules.key -> Sequence
+    fallback = []  # cut off by the cap, but not a completion (rules.at_cap): if nothing else
     logits = logits_of([prompt])  # (1, V)
     for step in range(1, max_new_tokens + 1):
-        logp = np.stack([log_softmax(guard(row, b.ids)) for row, b in zip(logits, beams)])  # (B, V)
+        logp = np.stack([log_softmax(rules.ban(guard(row, b.ids), b.text)) for row, b in zip(logits, beams)])  # (B, V)
         totals = np.array([b.logprob for b in beams])[:, None] + logp  # (B, V)
         order = np.argsort(-totals, axis=None, kind="stable")
         vocab = totals.shape[1]
@@ -88,27 +89,32 @@ def beam_search(logits_of, guard, stopper, chars, prompt: list, max_new_tokens: 
             parent = beams[row]
             ids = parent.ids + [token]
             text = parent.text + chars[token] if chars is not None else ""
-            keep = stopper(ids, step, text)
+            keep = rules.end(ids, step, text)
             if keep is None and last:
+                verdict = rules.at_cap(text)
+                if verdict == "drop":
+                    continue
                 keep = step
-                if not stopper.counts_at_cap(text):
+                if verdict == "fallback":
                     fallback.append(Sequence(ids, total, score(total, step, length_penalty)))
                     continue
             if keep is None:
                 growing.append(_Beam(ids, text, total, row))
                 continue
+            if not rules.offered(text[:keep]):
+                continue
             ended += 1
             done = Sequence(ids[:prompt_len + keep], total, score(total, step, length_penalty))
-            key = tuple(done.ids)
+            key = rules.key(done.ids, text[:keep])
             if key not in finished or finished[key].score < done.score:
                 finished[key] = done
-        ranked = sorted(finished.values(), key=lambda s: -s.score)[:max(num_beams, num_return_sequences)]
-        finished = {tuple(s.ids): s for s in ranked}
+        ranked = sorted(finished.items(), key=lambda kv: -kv[1].score)[:max(num_beams, num_return_sequences)]
+        finished = dict(ranked)
         if not growing:
             break
         if len(ranked) >= num_return_sequences:
             bound = max(best_possible(b.logprob, step, max_new_tokens, length_penalty) for b in growing)
-            if bound <= ranked[num_return_sequences - 1].score:
+            if bound <= ranked[num_return_sequences - 1][1].score:
                 break
         beams = growing
         logits = logits_of([b.ids for b in beams], [b.parent for b in beams])

@@ -33,34 +33,61 @@ def _windows(ids: np.ndarray, context: int):
         start += stride
 
 
+def _window_logits(model, ids: np.ndarray, batch_size: int):
+    """The model's logits over windows that cover every target of ids (see _windows), a batch of
+    windows at a time: yields (logits (B, T, V), targets (B, T), [first scored position of each row],
+    [each row's start]). The model is in eval mode while it runs."""
+    context = model.config.n_positions
+    was_training = model.training
+    model.eval()
+    try:
+        windows = list(_windows(ids, context))
+        length = min(context, len(ids) - 1)
+        for i in range(0, len(windows), batch_size):
+            chunk = windows[i:i + batch_size]
+            x = np.stack([ids[s:s + length] for s, _ in chunk])          # (B, T)
+            y = np.stack([ids[s + 1:s + 1 + length] for s, _ in chunk])  # (B, T)
+            yield model(x).data, y, [first for _, first in chunk], [s for s, _ in chunk]  # (B, T, V)
+    finally:
+        model.train(was_training)
+
+
 @no_grad()
 def score(model, ids, batch_size: int = 32, progress=None) -> dict:
     """Sum of negative log-likelihood (nats), correct greedy next-char guesses and target count.
     progress: called with the number of characters scored after each batch of windows."""
     ids = np.asarray(ids, dtype=np.int64)
-    context = model.config.n_positions
     total_nll, correct, count = 0.0, 0, 0
     if len(ids) < 2:
         return {"nll": 0.0, "correct": 0, "count": 0}
-    was_training = model.training
-    model.eval()
-    windows = list(_windows(ids, context))
-    length = min(context, len(ids) - 1)
-    for i in range(0, len(windows), batch_size):
-        chunk = windows[i:i + batch_size]
-        x = np.stack([ids[s:s + length] for s, _ in chunk])          # (B, T)
-        y = np.stack([ids[s + 1:s + 1 + length] for s, _ in chunk])  # (B, T)
-        logits = model(x).data                                        # (B, T, V)
+    for logits, y, firsts, _ in _window_logits(model, ids, batch_size):
         logp = log_softmax(logits)
-        for row, (_, first) in enumerate(chunk):
+        length = y.shape[1]
+        for row, first in enumerate(firsts):
             targets = y[row, first:]
             total_nll -= float(logp[row, np.arange(first, length), targets].sum())
             correct += int((logits[row, first:].argmax(-1) == targets).sum())
             count += len(targets)
         if progress is not None:
-            progress(sum(length - first for _, first in chunk))
-    model.train(was_training)
+            progress(sum(length - first for first in firsts))
     return {"nll": total_nll, "correct": correct, "count": count}
+
+
+@no_grad()
+def next_logits(model, ids, batch_size: int = 32) -> np.ndarray:
+    """The model's logits for the character after each prefix of ids: (len(ids), V), row t read
+    after ids[:t + 1] (the last row predicts past the end), every row from one forward pass over
+    windows of n_positions that overlap by half (as score's): each row sees between half a window
+    and a whole one of the text before it."""
+    ids = np.asarray(ids, dtype=np.int64)
+    out = None
+    extended = np.append(ids, 0)  # a stand-in target after the end: the windows then read every id
+    for logits, _, firsts, starts in _window_logits(model, extended, batch_size):
+        if out is None:
+            out = np.empty((len(ids), logits.shape[-1]), dtype=logits.dtype)
+        for row, (first, start) in enumerate(zip(firsts, starts)):
+            out[start + first:start + logits.shape[1]] = logits[row, first:]
+    return out
 
 
 def text_metrics(model, tokenizer, texts, batch_size: int = 32, progress=None) -> dict:

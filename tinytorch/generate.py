@@ -16,6 +16,7 @@ import numpy as np
 
 from . import kernels
 from .beam_search import Sequence, beam_search
+from .code_constraints import CodeConstraints, Rules
 from .stopping import StopCondition
 from .tensor import no_grad
 from .text import PAD_ID, UNK_ID
@@ -283,24 +284,31 @@ class NextLogits:
 def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
              seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 0.0,
              num_return_sequences: int = 1, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
-             tokenizer=None, output_scores: bool = False):
+             tokenizer=None, output_scores: bool = False, constraints=None):
     """Continue the id sequence `ids` (1-D) by up to `max_new_tokens` ids (a hard cap).
 
     Returns prompt + completion (a list of ids); with num_return_sequences > 1, a list of such
     lists, best first; with output_scores, a list of `Sequence`s (ids, logprob, score) instead.
+    No suggestion (with constraints, when no completion reached its stop): the prompt alone, or
+    a shorter list (maybe empty) of lists or Sequences.
 
     num_beams 1: greedy (temperature 0) or sampling (temperature, top_k, top_p, seed).
     num_beams N > 1: beam search (tinytorch.beam_search), the N beams one batch of N over the KV
     cache; temperature, top_k, top_p and seed do not apply. length_penalty 0 ranks completions by
     log-probability (transformers' default, 1, ranks by the mean per id, which a character
     model's loops win: benchmarks/completion.py).
-    stop: "line", "block", or a list of strings and id sequences (see tinytorch.stopping); the
-    first three need `tokenizer` (a CharTokenizer). <pad> and <unk> are never generated.
+    stop: "line", "block", "word", or a list of strings and id sequences (see tinytorch.stopping);
+    all but id sequences need `tokenizer` (a CharTokenizer). <pad> and <unk> are never generated.
     repetition_penalty, no_repeat_ngram_size: the repetition guard, as transformers defines them.
+    constraints: what a code editor never suggests (True for all of tinytorch.code_constraints'
+    rules, or a CodeConstraints choosing them; needs `tokenizer`); None: off.
     use_cache=False recomputes the whole context for every token (see NextLogits): the same ids.
     """
     check_sampling(max_new_tokens, temperature, top_k, top_p, num_beams, num_return_sequences, length_penalty,
                    repetition_penalty, no_repeat_ngram_size)
+    constraints = CodeConstraints.of(constraints)
+    if constraints is not None and tokenizer is None:
+        raise ValueError("code constraints read the text: generate(..., tokenizer=tokenizer)")
     ids = [int(i) for i in np.asarray(ids).reshape(-1)]
     if not ids:
         raise ValueError("generation needs a prompt of at least one token")
@@ -313,31 +321,37 @@ def generate(model, ids, max_new_tokens: int, temperature: float = 1.0, top_k=No
     guard = Guard(never, repetition_penalty, no_repeat_ngram_size)
     prompt_text = tokenizer.decode(ids) if tokenizer is not None else ""
     stopper = StopCondition(stop, prompt_text, tokenizer is not None)
-    chars = [tokenizer.decode([i]) for i in range(vocab)] if stopper.needs_text else None
+    chars = [tokenizer.decode([i]) for i in range(vocab)] if stopper.needs_text or constraints else None
+    rules = Rules(stopper, prompt_text, chars, constraints)
     was_training = model.training
     model.eval()
     try:
         logits_of = NextLogits(model, use_cache)
         if num_beams > 1:
-            found = beam_search(logits_of, guard, stopper, chars, ids, max_new_tokens, num_beams, length_penalty,
+            found = beam_search(logits_of, guard, rules, chars, ids, max_new_tokens, num_beams, length_penalty,
                                 num_return_sequences)
         else:
-            found = [_sample(logits_of, guard, stopper, chars, ids, max_new_tokens, temperature, top_k, top_p,
-                             np.random.default_rng(seed), output_scores)]
+            found = _sample(logits_of, guard, rules, chars, ids, max_new_tokens, temperature, top_k, top_p,
+                            np.random.default_rng(seed), output_scores)
     finally:
         model.train(was_training)
     if output_scores:
         return found
-    return found[0].ids if num_return_sequences == 1 else [s.ids for s in found]
+    if num_return_sequences == 1:
+        return found[0].ids if found else ids
+    return [s.ids for s in found]
 
 
-def _sample(logits_of, guard, stopper, chars, ids, max_new_tokens, temperature, top_k, top_p, rng,
-            scored: bool = True) -> Sequence:
-    """Greedy (temperature 0) or sampled decoding of one sequence (its logprob summed if `scored`)."""
+def _sample(logits_of, guard, rules, chars, ids, max_new_tokens, temperature, top_k, top_p, rng,
+            scored: bool = True) -> list:
+    """Greedy (temperature 0) or sampled decoding of one sequence (its logprob summed if
+    `scored`): [the Sequence], or [] when the rules offer it not (tinytorch.code_constraints)."""
     ids, prompt_len = list(ids), len(ids)
     text, logprob = "", 0.0
     for step in range(max_new_tokens):
-        logits = guard(logits_of([ids])[0], ids)
+        logits = rules.ban(guard(logits_of([ids])[0], ids), text)
+        if rules.on is not None and np.isneginf(logits).all():  # every next character banned
+            return []
         probs = next_token_probs(logits, temperature, top_k, top_p)
         token = int(np.argmax(probs)) if temperature == 0 else sample(rng, probs)
         if scored:
@@ -345,8 +359,10 @@ def _sample(logits_of, guard, stopper, chars, ids, max_new_tokens, temperature, 
         ids.append(token)
         if chars is not None:
             text += chars[token]
-        keep = stopper(ids, step + 1, text)
+        keep = rules.end(ids, step + 1, text)
         if keep is not None:
-            ids = ids[:prompt_len + keep]
-            break
-    return Sequence(ids, logprob, logprob)
+            offered = rules.offered(text[:keep])
+            return [Sequence(ids[:prompt_len + keep], logprob, logprob)] if offered else []
+    if max_new_tokens and rules.at_cap(text) == "drop":
+        return []
+    return [Sequence(ids, logprob, logprob)]

@@ -128,12 +128,12 @@ class GPT(Module, ModelHubMixin):
     def generate(self, ids, max_new_tokens: int, temperature: float = 1.0, top_k=None, top_p=None,
                  seed=None, stop=None, use_cache: bool = True, *, num_beams: int = 1, length_penalty: float = 0.0,
                  num_return_sequences: int = 1, repetition_penalty: float = 1.0, no_repeat_ngram_size: int = 0,
-                 tokenizer=None, output_scores: bool = False):
+                 tokenizer=None, output_scores: bool = False, constraints=None):
         """Continue `ids` by up to `max_new_tokens` ids; returns prompt + continuation (a list).
 
-        temperature 0 is greedy; num_beams > 1 is beam search; stop="line" or "block" (with
-        tokenizer=...) ends where an editor's completion would. See tinytorch.generate.generate
-        for every option.
+        temperature 0 is greedy; num_beams > 1 is beam search; stop="line", "block" or "word" (with
+        tokenizer=...) ends where an editor's completion would, and constraints=True keeps out what
+        an editor never suggests. See tinytorch.generate.generate for every option.
         """
         from ..generate import generate
 
@@ -141,4 +141,4 @@ class GPT(Module, ModelHubMixin):
                         seed=seed, stop=stop, use_cache=use_cache, num_beams=num_beams,
                         length_penalty=length_penalty, num_return_sequences=num_return_sequences,
                         repetition_penalty=repetition_penalty, no_repeat_ngram_size=no_repeat_ngram_size,
-                        tokenizer=tokenizer, output_scores=output_scores)
+                        tokenizer=tokenizer, output_scores=output_scores, constraints=constraints)
