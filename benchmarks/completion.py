@@ -153,19 +153,20 @@ def edit_similarity(a: str, b: str) -> float:
 
 
 def own_lines(checkpoint):
-    """The demo's fine-tune on each shipped example; lines completed before and after."""
+    """The demo's fine-tune on each shipped example; lines of its held-out part completed before and after."""
     from demos.copilot import Copilot
     from demos.common import examples
     from demos.lines import line_cases, lines_completed
 
     app = Copilot([checkpoint])
-    print("\n| example | lines | pretrained | fine-tuned (100 steps) |\n|---|---:|---:|---:|")
+    print("\n| example | held-out lines | pretrained | fine-tuned (100 steps) |\n|---|---:|---:|---:|")
     for name, text in examples().items():
         session = None
         for _, _, session in app.finetune(text):
             pass
         tokenizer = session.base.tokenizer
-        cases = line_cases(text)
+        text = session.text
+        cases = line_cases(text, 16, len(session.split.train), len(text))  # the part it never trained on
         before = lines_completed(session.base.model, tokenizer, cases)
         after = lines_completed(session.model, tokenizer, cases)
         print(f"| {name} | {len(cases)} | {before} | {after} |", flush=True)

@@ -21,6 +21,7 @@ from tinytorch import completion
 from tinytorch.checkpoint import save_pretrained
 from tinytorch.shipped import SHIPPED_NAMES
 from tinytorch.evaluate import text_metrics
+from tinytorch.keystrokes import keystrokes_saved
 from tinytorch.memory import release_free_memory
 from tinytorch.training import DivergenceError
 
@@ -117,15 +118,18 @@ class CopilotSession:
 def figures_on(models: dict, tokenizer, text: str, begin: int, end: int, names_limit: int = 24,
                lines_limit: int = 16) -> dict:
     """Each model's figures on text[begin:end]: bits per character (the part scored on its own, at
-    most SCORED_CHARS of it), and its own names and lines completed there, with all the text
-    before each as context. {"characters", "bits_per_char", "own_names_completed",
-    "own_lines_completed"}, the last three {model: value or (right, total)}."""
+    most SCORED_CHARS of it), the share of keystrokes its next-word suggestions save there
+    (tinytorch.keystrokes), and its own names and lines completed there, with all the text before
+    each as context. {"characters", "bits_per_char", "keystrokes_saved", "own_names_completed",
+    "own_lines_completed"}, the last four {model: value or (right, total)}."""
     part = text[begin:end]
     with COMPUTE:  # bounds the time the lock is held
         losses = {k: text_metrics(m, tokenizer, [part[:SCORED_CHARS]])["bits_per_char"] for k, m in models.items()}
+        # the part typed with Tab accepting each next word, all the text before it as context
+        keys = {k: keystrokes_saved(m, tokenizer, text[:end], start=begin)["saved"] for k, m in models.items()}
     cases = names.completion_cases(text, names_limit, begin, end)
     own = lines.line_cases(text, lines_limit, begin, end)
-    return {"characters": len(part), "bits_per_char": losses,
+    return {"characters": len(part), "bits_per_char": losses, "keystrokes_saved": keys,
             "own_names_completed": {k: (names.names_completed(m, tokenizer, cases), len(cases))
                                     for k, m in models.items()},
             "own_lines_completed": {k: (lines.lines_completed(m, tokenizer, own), len(own)) for k, m in models.items()}}
@@ -223,8 +227,9 @@ class Copilot:
         prompt = check_prompt(prompt, tokenizer)
         mode = self.mode(mode)
         settings = self.sampling(max_new_tokens, temperature, top_k, top_p, seed, tokenizer.vocab_size)
+        model = session.current
         start = time.perf_counter()
-        found = self.complete(session.current, tokenizer, prompt, settings, mode, decoding.SUGGESTIONS)
+        found = self.complete(model, tokenizer, prompt, settings, mode, decoding.SUGGESTIONS)
         seconds = time.perf_counter() - start
         written = found[0][0]
         details = {"prompt": prompt, "completion": written, "mode": mode,
@@ -234,7 +239,9 @@ class Copilot:
         html = views.generation(prompt, written, seconds, session.label)
         if mode == "sample":
             return html + views.seed_note(settings["seed"]), details, session
-        return html + views.suggestions(found), details, session
+        with COMPUTE:
+            details["next_word"] = decoding.next_word(model, tokenizer, prompt)
+        return html + views.next_word(details["next_word"]) + views.suggestions(found), details, session
 
     # ------------------------------------------------------------------ 3. fine-tune
     def finetune(self, text, steps=STEPS, lr=None, batch_size=BATCH, held_out=HELD_OUT_PERCENT, keep_best=True,

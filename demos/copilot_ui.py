@@ -21,6 +21,7 @@ PROMPT = "import os\n\n\ndef read_lines(path):\n    "
 PROMPTS = [PROMPT, "class Stack:\n    def __init__(self):\n        self.", "for i in range(",
            "class Point:\n    def __repr__(self):\n        return ", "if __name__ == '__main__':\n    "]
 COMPARE_FIRST = "Fine-tune first, then compare."
+CHANGED = "The model's weights changed: press <b>Generate</b> to try the model you have now."
 FRESH = "Press Start: 100 steps take a few seconds."
 INTRO = """# A Copilot you can fine-tune in class
 A character-level GPT-2, written from scratch in numpy with tinytorch and pretrained on Python
@@ -43,12 +44,13 @@ def build(demo: gr.Blocks, app: C.Copilot) -> None:
 
     # Each step's events, in page order. `results` no longer describe the session's model once its
     # weights change: Load, Start and Reset clear them.
-    results = [comparing.comparison, comparing.details, keeping.saved, inside.attention, inside.probabilities]
+    results = [comparing.comparison, comparing.details, keeping.saved, inside.attention, inside.probabilities,
+               trying.written, keeping.download]
     sampling = [trying.max_new, trying.temperature, trying.top_k, trying.top_p, trying.seed, trying.mode]
     wire_choose(demo, app, session, model, tuning, inside, results)
     trying.generate.click(friendly(app.generate), [trying.prompt, *sampling, session],
                           [trying.written, trying.details, session], api_name="generate")
-    wire_finetune(app, session, texts, tuning, comparing.prompts, results)
+    wire_finetune(app, session, texts, tuning, comparing.prompts, results, keeping.download)
     comparing.compare.click(friendly(app.compare), [comparing.prompts, *sampling, session],
                             [comparing.comparison, comparing.details], api_name="compare")
     wire_keep(app, session, keeping, tuning, results)
@@ -169,7 +171,8 @@ def keep_panel() -> SimpleNamespace:
             f"`GPT.from_pretrained(\"{C.ZIPPED}\")`; the folder you unzipped into loads too.")
     with gr.Row():
         with gr.Column(scale=1):
-            download = gr.Button("Save my fine-tuned model (.zip)")
+            # off until there is a fine-tuned model: no "nothing to download" toast to outlive it
+            download = gr.Button("Save my fine-tuned model (.zip)", interactive=False)
             reset = gr.Button("Reset to the pretrained weights", variant="stop")
         saved = gr.File(label="Fine-tuned checkpoint", scale=2, visible=False)
     return SimpleNamespace(download=download, reset=reset, saved=saved)
@@ -191,7 +194,8 @@ def inside_panel() -> SimpleNamespace:
 # ====================================================================== the events of each step
 def clear_results():
     """What no longer describes the session's model: the comparison, the zip, the attention map."""
-    return views.status(COMPARE_FIRST), None, gr.File(value=None, visible=False), "", None
+    return (views.status(COMPARE_FIRST), None, gr.File(value=None, visible=False), "", None,
+            views.status(CHANGED), gr.Button(interactive=False))
 
 
 def wire_choose(demo, app, session, model, tuning, inside, results) -> None:
@@ -219,7 +223,7 @@ def wire_choose(demo, app, session, model, tuning, inside, results) -> None:
                     [tuning.status, tuning.curve, *results], api_visibility="private")
 
 
-def wire_finetune(app, session, texts, tuning, prompts, results) -> None:
+def wire_finetune(app, session, texts, tuning, prompts, results, download) -> None:
     """Choosing or uploading a training text (which also redraws step 4's prompts), Start and Stop."""
 
     def choose_example(name):
@@ -249,7 +253,9 @@ def wire_finetune(app, session, texts, tuning, prompts, results) -> None:
                                                 tuning.keep_best, session],
                        [tuning.status, tuning.curve, session], api_name="finetune", concurrency_limit=FINETUNES,
                        concurrency_id="finetune", show_progress="full",
-                       show_progress_on=[tuning.status])  # the queue place shows there
+                       show_progress_on=[tuning.status]  # the queue place shows there
+                       ).success(lambda current: gr.Button(interactive=current is not None and current.model is not None),
+                                 [session], [download], api_visibility="private")
     tuning.stop.click(app.stop, [session], None, api_name="stop", queue=False)
 
 

@@ -98,7 +98,9 @@ def _scores(title: str, hint: str, figures: dict | None, muted: bool = False) ->
     if not figures:
         return ""
     cards = [_score("Loss", f'{figures["bits_per_char"]["pretrained"]:.2f}',
-                    f'{figures["bits_per_char"]["finetuned"]:.2f}', "bits per character (lower is better)")]
+                    f'{figures["bits_per_char"]["finetuned"]:.2f}', "bits per character (lower is better)"),
+             _score("Keystrokes saved", f'{figures["keystrokes_saved"]["pretrained"]:.0%}',
+                    f'{figures["keystrokes_saved"]["finetuned"]:.0%}', "typing it with Tab taking each next word")]
     for key, name, how in (("own_names_completed", "Your own names completed", "typed 3 characters, did it finish "
                                                                                "the name?"),
                            ("own_lines_completed", "Your own lines completed", "from each line's start, the whole "
@@ -231,12 +233,19 @@ def _short(value, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def next_word(word: str) -> str:
+    """What Tab would accept: the model's next word, as an editor's "accept next word" takes it."""
+    shown = (f'<code style="{WRITTEN} padding: 0 4px; white-space: pre;">{escape(word)}</code>' if word
+             else "<i>(none on this line)</i>")
+    return f'<div style="{MUTED} margin-top: 10px;">Next word (what Tab would accept): {shown}</div>'
+
+
 def suggestions(found: list) -> str:
     """found: [(completion, probability)], best first: a list like a code editor's suggestions,
     the first one marked as the one shown above."""
     items = []
     for rank, (text, p) in enumerate(found):
-        shown = text.strip("\n").replace("\n", "⏎") or "(nothing)"
+        shown = text.strip("\n").replace("\n", "⏎") or "(no suggestion: none ends within the length cap)"
         style = WRITTEN if rank == 0 else ""
         items.append(f'<li style="margin: 2px 0;"><code style="{style} padding: 0 4px; white-space: pre;">'
                      f'{escape(shown)}</code> <span style="{MUTED}">{p:.1%}</span></li>')

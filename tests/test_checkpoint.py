@@ -206,7 +206,7 @@ def test_resolve_says_which_names_are_neither_folder_nor_repo_id(tmp_path, monke
         with pytest.raises(CheckpointError) as err:
             GPT.from_pretrained(name)
         assert str(err.value) == (f"{name}: no such checkpoint folder (in {tmp_path}); shipped checkpoints: "
-                                  "copilot, copilot-tiny, level1 (by name, from any folder); a Hub repo id looks "
+                                  "copilot, copilot-large, copilot-tiny, level1 (by name, from any folder); a Hub repo id looks "
                                   "like 'user/model'")
     with pytest.raises(CheckpointError, match="is a file"):
         GPT.from_pretrained(folder / "config.json")

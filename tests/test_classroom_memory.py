@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from demos import common, copilot as copilot_module, work
+from demos import common, copilot as copilot_module, finetune as finetune_module, work
 from demos.common import COMPUTE, DemoError, ModelStore
 from demos.copies import Copies
 from demos.copilot import REPLACED, Copilot
@@ -44,7 +44,7 @@ def test_a_config_whose_attention_would_exhaust_the_server_is_refused_before_its
 
 def test_the_request_bound_counts_what_the_copilot_does():
     """demos/work.py counts from the Copilot's own limits; the shipped copilots are far inside it."""
-    assert (work.TRAIN_BATCH, work.TRAIN_CONTEXT) == (copilot_module.BATCH_RANGE[1], copilot_module.CONTEXT)
+    assert (work.TRAIN_BATCH, work.TRAIN_CONTEXT) == (copilot_module.BATCH_RANGE[1], finetune_module.CONTEXT)
     for name in ("copilot", "copilot-tiny"):
         config = checkpoint.load_config(common.shipped(name))
         assert work.request_bytes(config) < work.MAX_REQUEST_MB * 2**20 / 4
@@ -184,7 +184,7 @@ def test_a_copy_being_trained_is_never_spilled_and_a_new_one_is_refused_with_a_m
     first, second = app.session(None), app.session(None)
     pool = Copies(1.5 * sum(p.data.nbytes for p in first.base.model.parameters()))  # room for one
     monkeypatch.setattr(copilot_module, "COPIES", pool)
-    running = app.finetune(PANTRY, 30, 3e-3, 4, first)
+    running = app.finetune(PANTRY, 30, 3e-3, 4, session=first)
     next(running)  # started: its copy exists and it is training
     with pytest.raises(DemoError, match=r"^The server holds as many fine-tuned models as its memory allows"):
         finetune(app, second, 10)
@@ -197,7 +197,7 @@ def test_a_copy_being_trained_is_never_spilled_and_a_new_one_is_refused_with_a_m
 # ================================================================== N11: a run belongs to the weights it started on
 def test_a_load_ends_the_fine_tune_of_the_old_weights(app, folder):
     session = app.session(None)
-    run = app.finetune(PANTRY, 300, 3e-3, 4, session)
+    run = app.finetune(PANTRY, 300, 3e-3, 4, session=session)
     next(run)
     while session.steps_trained < 2:
         next(run)
@@ -212,7 +212,7 @@ def test_a_load_ends_the_fine_tune_of_the_old_weights(app, folder):
 
 def test_a_reset_then_a_new_fine_tune_never_mixes_with_the_old_run(app):
     session = app.session(None)
-    old = app.finetune(PANTRY, 300, 3e-3, 4, session)
+    old = app.finetune(PANTRY, 300, 3e-3, 4, session=session)
     next(old)
     next(old)
     app.reset(session)
@@ -227,7 +227,8 @@ def test_a_reset_then_a_new_fine_tune_never_mixes_with_the_old_run(app):
 
 
 # ================================================================== N12: a download racing a reset
-def test_a_download_queued_behind_the_lock_survives_a_reset(app):
+def test_a_download_queued_behind_the_lock_survives_a_reset(app, monkeypatch):
+    monkeypatch.setattr(COMPUTE, "slots", 1)  # one pass at a time, as on a one-core server: the download must queue
     session = app.session(None)
     finetune(app, session, 10)
     tuned = {k: v.copy() for k, v in session.model.state_dict().items()}

@@ -149,7 +149,7 @@ def test_a_path_that_names_no_folder_is_a_missing_folder_not_a_hub_id(tmp_path, 
     done = run_subprocess(tmp_path, "generate", name, "def ")
     assert (done.returncode, done.stdout) == (1, "")
     assert done.stderr == (f"error: {name}: no such checkpoint folder (in {tmp_path / 'elsewhere'}); shipped "
-                           "checkpoints: copilot, copilot-tiny, level1 (by name, from any folder); a Hub repo id "
+                           "checkpoints: copilot, copilot-large, copilot-tiny, level1 (by name, from any folder); a Hub repo id "
                            "looks like 'user/model'\n")
 
 
@@ -303,7 +303,7 @@ def test_offline_with_nothing_cached_names_the_shipped_checkpoints(capsys, hub_e
     status, out, err = run(capsys, "generate", "me/never", "a")
     assert (status, out) == (1, "")
     assert err == ("error: me/never: not in the local Hub cache, and HF_HUB_OFFLINE is set so nothing can be "
-                   "downloaded; offline, use a shipped checkpoint: copilot, copilot-tiny, level1 (by name, from any "
+                   "downloaded; offline, use a shipped checkpoint: copilot, copilot-large, copilot-tiny, level1 (by name, from any "
                    "folder)\n")
 
 

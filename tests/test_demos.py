@@ -603,8 +603,9 @@ def test_the_default_learning_rate_follows_the_model_width(app):
 
     _, session = app.load(app.default)
     list(app.finetune(PANTRY, 10, None, 4, session=session))
-    assert session.settings["lr"] == recommended_lr(session.base.model.config) == 3e-3  # n_embd 16
-    assert recommended_lr(GPTConfig(n_embd=96, n_head=4)) == 1e-3
+    assert session.settings["lr"] == recommended_lr(session.base.model.config) == 1e-4  # n_embd 16
+    assert recommended_lr(GPTConfig(n_embd=96, n_head=4)) == 1e-4  # the copilot
+    assert recommended_lr(GPTConfig(n_embd=192, n_head=6)) == 5e-5  # copilot-large
 
 
 # ===================================================================== fuzz: a message or a result, never a crash

@@ -42,7 +42,8 @@ def test_a_student_fine_tunes_and_sees_before_and_after(url, tmp_path):
         assert visible(page, "Done: step 20/20")
         table = page.locator("table", has_text="Pretrained").filter(has_text="Fine-tuned")
         assert table.count() == 1 and table.locator("tr").count() == 5  # a header and 4 prompts
-        assert visible(page, "Loss on the training text")
+        assert visible(page, "On the held-out part: what it learned")
+        assert visible(page, "On the training part: what it memorized")
         page.screenshot(path=str(tmp_path / "copilot.png"), full_page=True)
 
         level1_walkthrough(page, url)

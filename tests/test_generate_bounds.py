@@ -17,8 +17,8 @@ from test_cli import run
 
 @pytest.mark.parametrize("options, message", [
     ({"length_penalty": 200.0, "num_beams": 4}, "length_penalty must be a number from -10 to 10, got 200.0"),
-    ({"num_beams": 1_000_000}, "num_beams must be an integer from 1 (no beam search) to 256, got 1000000"),
-    ({"num_beams": 5000}, "num_beams must be an integer from 1 (no beam search) to 256, got 5000"),
+    ({"num_beams": 1_000_000}, "num_beams must be an integer from 1 (no beam search) to 1024, got 1000000"),
+    ({"num_beams": 5000}, "num_beams must be an integer from 1 (no beam search) to 1024, got 5000"),
     ({"repetition_penalty": 1e-308}, "repetition_penalty must be a number from 0.01 to 100 (1 = off), got 1e-308"),
     ({"repetition_penalty": 1e308}, "repetition_penalty must be a number from 0.01 to 100 (1 = off), got 1e+308"),
     ({"max_new_tokens": 10**9}, "max_new_tokens must be an integer from 0 to 1,000,000, got 1000000000"),
@@ -49,7 +49,7 @@ def test_the_bounds_keep_the_logits_finite():
 @pytest.mark.parametrize("flags, message", [
     (["--length-penalty", "200"], "error: length_penalty must be a number from -10 to 10, got 200.0\n"),
     (["--num-beams", "1000000", "--max-new-tokens", "5"],
-     "error: num_beams must be an integer from 1 (no beam search) to 256, got 1000000\n"),
+     "error: num_beams must be an integer from 1 (no beam search) to 1024, got 1000000\n"),
     (["--repetition-penalty", "1e-308"],
      "error: repetition_penalty must be a number from 0.01 to 100 (1 = off), got 1e-308\n"),
 ])

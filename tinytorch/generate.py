@@ -27,7 +27,7 @@ from .text import PAD_ID, UNK_ID
 # or multiplies logits by itself (1e-308 makes them infinite), and each beam holds a KV cache of
 # the whole window (5,000 beams of the copilot: 2 GB).
 MAX_NEW_TOKENS = 1_000_000
-MAX_BEAMS = 256
+MAX_BEAMS = 1024  # about 0.4 GB of caches for the copilot; enough to search every continuation of a few characters
 LENGTH_PENALTY_RANGE = (-10.0, 10.0)
 REPETITION_PENALTY_RANGE = (1e-2, 1e2)
 
