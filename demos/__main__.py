@@ -9,8 +9,7 @@ import signal
 from . import configure_process, prefer_one_blas_thread
 
 
-def main(argv=None) -> None:
-    prefer_one_blas_thread()  # first: nothing has imported numpy yet
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m demos", description="Open a tinytorch demo in the browser.")
     parser.add_argument("demo", nargs="?", default="all", choices=["all", "copilot", "level1"],
                         help="which demo to open: all (the default) is both, as tabs, the Copilot first")
@@ -20,7 +19,12 @@ def main(argv=None) -> None:
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; 127.0.0.1 (the default) is this machine only, "
                              "0.0.0.0 opens it to your network")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv=None) -> None:
+    prefer_one_blas_thread()  # first: nothing has imported numpy yet
+    args = build_parser().parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
