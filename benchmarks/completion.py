@@ -108,6 +108,7 @@ def decodings(args) -> list:
     """[(label, the mode its suggestions are judged as, generate's kwargs, or "demo")]: the table's rows."""
     from demos import copilot, decoding
     from tinytorch import completion
+    from tinytorch.code_constraints import CodeConstraints
 
     cap = args.max_new_tokens = args.max_new_tokens or copilot.MAX_NEW
     rows = []
@@ -135,6 +136,9 @@ def decodings(args) -> list:
                 if args.no_constraints:
                     kwargs["constraints"] = None
                 rows.append((label, mode, kwargs))
+                if default and not args.no_constraints:  # what the syntax rule changes, in the same run
+                    rows.append((f"beam {beams}, {mode}, without the syntax rule (code_syntax)", mode,
+                                 {**kwargs, "constraints": CodeConstraints(parses=False)}))
     if "block" in args.modes and not args.no_constraints:
         rows.append(("Try it's block mode (demos.decoding.suggest: the line when no block fits)", "block", "demo"))
     return rows

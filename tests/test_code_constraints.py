@@ -13,6 +13,7 @@ import tinytorch
 from tinytorch.beam_search import beam_search
 from tinytorch.code_constraints import CodeConstraints, Rules, whitespace_key
 from tinytorch.code_layout import block_level, code_of, indent_unit, last_statement
+from tinytorch.code_syntax import first_unparsable_line, statement_parses
 from tinytorch.generate import Guard, _sample, log_softmax
 from tinytorch.nn import GPT, GPTConfig
 from tinytorch.shipped import SHIPPED_DIR
@@ -25,6 +26,7 @@ CHARS = [CODE.decode([i]) for i in range(CODE.vocab_size)]
 SPACE, NEWLINE = CODE.stoi[" "], CODE.stoi["\n"]
 OTHER = [i for i in range(CODE.vocab_size) if i not in (SPACE, NEWLINE)]  # every other id (<pad>, <unk> too)
 ON = CodeConstraints()
+TOY = CodeConstraints(parses=False)  # for a vocabulary of a few letters, which writes no Python
 
 
 def rules(prompt, stop="line", constraints=ON):
@@ -99,15 +101,20 @@ def test_block_level(prompt, level):
     ("x = 1", "      # why\n", "line", "space run"),  # a comment aligned with nothing
     ("y = 22   # how\nx = 1", "    # why\n", "line", None),  # aligned with the comment above
     ("x = 1   ", "+ 2\n", "line", None),  # the prompt's own run is the student's
-    ("print(", ")   x\n", "line", None),  # 3 spaces: not yet
+    ("print(", ")   # x\n", "line", None),  # 3 spaces: not yet
     ("self.", "__init__()self.__init__()self.__init__()self.__init__()\n", "line", "loop"),
-    ("self.", "__init__()self.__init__()self.__init__()\n", "line", None),  # twice and a bit: no loop yet
+    ("self.", "__init__(); self.__init__(); self.__init__()\n", "line", None),  # twice and a bit: no loop yet
     ("# ", "------------\n", "line", None),  # one character over and over is a rule, not a loop
     ("    self.x = 1\n    ", "self.x = 1\n", "line", "repeat"),
     ("    a = 1\n    ", "b = 2\n    b = 2\n", "block", "repeat"),
     ("x = ", "foo(a, b", "line", "cut"),
     ("x = ", "foo", "word", None),  # a word ends without a newline
     ("def f():\n    ", "return 1\n", "block", None),
+    ("def add(a, b):\n    return ", "await is not None:\n", "line", "syntax"),  # the issue's
+    ("from collections import ", "\n", "line", "blank"),
+    ("def f():\n    ", "x = 1\n    y = = 2\n", "block", "syntax"),
+    ("x = f(a,", " b\n", "line", None),  # the statement goes on: not judged yet
+    ("try:\n    pass\n", "except ValueError as e:\n", "line", None),  # a clause, given its try
 ])
 def test_why_broken(prompt, completion, mode, reason):
     assert why_broken(prompt, completion, mode) == reason
@@ -276,7 +283,7 @@ def test_decoders_write_no_run_of_spaces_where_the_model_wants_one():
     _, greedy = decode_both("def f(x):\n    ", spaces_then_quote, 80, None)
     assert greedy == [" " * 80]  # the blank line the issue saw
     beams, greedy = decode_both("def f(x):\n    ", spaces_then_quote, 80, True)
-    assert beams == ["r\n", "'\n"] and greedy == ["r\n"]
+    assert beams == ["r\n"] and greedy == ["r\n"]  # and not "'": a line of one quote is no Python
 
 
 def long_line_or_short(text):
@@ -350,7 +357,7 @@ def constrained_brute_force(model, prompt, max_new, stop):
     pass each, the best of each key kept, ranked: [(kept ids, logprob)]."""
     chars = [TOKENIZER.decode([i]) for i in range(TOKENIZER.vocab_size)]
     text = TOKENIZER.decode(prompt)
-    r = Rules(StopCondition(stop, text, True), text, chars, ON)
+    r = Rules(StopCondition(stop, text, True), text, chars, TOY)
     found = {}
     for length in range(1, max_new + 1):
         for completion in itertools.product(range(2, TOKENIZER.vocab_size), repeat=length):
@@ -383,7 +390,7 @@ def test_constrained_beam_search_finds_what_brute_force_under_the_rules_finds(pr
     expected = constrained_brute_force(model, ids, 4, stop)
     assert len(expected) >= 4  # enough to compare
     got = model.generate(ids, 4, stop=stop, tokenizer=TOKENIZER, num_beams=5 ** 4, num_return_sequences=4,
-                         constraints=True, output_scores=True)
+                         constraints=TOY, output_scores=True)
     assert [s.ids for s in got] == [ids for ids, _ in expected[:4]]
     np.testing.assert_allclose([s.logprob for s in got], [v for _, v in expected[:4]], atol=1e-4)
 
@@ -448,7 +455,8 @@ def test_the_shipped_models_suggest_nothing_broken_for_the_issues_prompts(name):
     prompts = [("def compute_average(numbers):\n    ", "block"),
                ("class Stack:\n    def __init__(self):\n        self.", "block"),
                ("def fib(n):", "block"), ("for student in students:\n    print(", "line"),
-               ("def fib(n):", "line")]
+               ("def fib(n):", "line"), ("def add(a, b):\n    return ", "line"),
+               ("from collections import ", "line")]
     for prompt, mode in prompts:
         ids = tokenizer.encode(prompt)
         found = model.generate(ids, tokenizer=tokenizer, output_scores=True, **completion.beam_options(mode, 3))
@@ -457,3 +465,35 @@ def test_the_shipped_models_suggest_nothing_broken_for_the_issues_prompts(name):
         assert len({whitespace_key(t) for t in texts}) == len(texts)
         if prompt == "def fib(n):" and texts:
             assert texts[0].startswith("\n    ") and texts[0][5] != " "  # the body one unit in, not 12
+
+
+# ----------------------------------------------------------------------------- lines that are not Python
+@pytest.mark.parametrize("line, parses", [
+    ("    return a + b", True), ("return await is not None:", False), ("return await is not None", False),
+    ("from collections import ", False), ("from collections import deque", True),
+    ("def f(x):", True), ("    elif x > 1:", True), ("except ValueError as e:", True), ("finally:", True),
+    ("case [x, y]:", True), ("@property", True), ("f(x) = 3", False), ("print(x)))", False),
+    ("# any prose", True), ("", True), ("x = '\\d'", True),  # an invalid escape only warns
+    # inside brackets opened before the prompt: a dict's entries, a call's arguments, the last one
+    ("0x00d2: 0x2565,     #  BOX DRAWINGS", True), ("encoding='utf-8',", True), ("0x0095: 0x00cf}", True),
+    ("numbers:", False),
+])
+def test_statement_parses(line, parses):
+    assert statement_parses(line) is parses
+
+
+def test_only_lines_that_hold_a_whole_statement_are_judged():
+    assert first_unparsable_line(["x = f(a,", "      b c)"]) is None  # inside brackets: not judged
+    assert first_unparsable_line(["x = 1", "y = = 2", "z ="]) == 1
+    assert first_unparsable_line(['"""Doc', "prose, not code", '"""']) is None  # inside a docstring
+    started = last_statement(["x = f(a,"])
+    assert first_unparsable_line(["b)"], started) is None  # ends a statement begun before
+
+
+def test_a_line_that_does_not_parse_is_not_offered_and_the_next_best_is():
+    r = rules("def add(a, b):\n    return ")
+    assert not r.offered("await is not None:\n") and r.offered("a + b\n")
+    assert rules("def f():\n    ", "block").offered("x = 1\n    return x\n")
+    assert not rules("def f():\n    ", "block").offered("x = 1\n    return = x\n")
+    assert rules("x = ", "word").offered("foo")  # a word is not a statement
+    assert rules("def add(a, b):\n    return ", constraints=CodeConstraints(parses=False)).offered("await is:\n")

@@ -17,6 +17,8 @@ on, plain sampling leaves them off), a completion
 - never ends in a loop (a piece of 3 or more characters three times running);
 - ends where a line repeats the line before it (that line is not kept);
 - in block mode, is only offered when it leaves no bracket or docstring open;
+- in line and block mode, is only offered when each line it finishes that holds a whole
+  statement parses as Python (tinytorch.code_syntax): not `return await is not None:`;
 - is offered only when it reached its stop (the end of the line, the block, the word): one that
   max_new_tokens cut off is dropped, and the next best is offered instead; when none finishes
   there is no suggestion;
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .code_layout import block_level, indent_unit, last_lines, last_statement
+from .code_syntax import first_unparsable_line
 from .suggestion_checks import BROKEN_SPACE_RUN, comment_columns, loop_endings, repeats_line_before
 
 # Runs of spaces after a line's first other character in the standard library (tokenize's gaps,
@@ -53,6 +56,7 @@ class CodeConstraints:
     no_loops: bool = True
     repeated_line_ends: bool = True
     finished_only: bool = True
+    parses: bool = True
     merge_whitespace_variants: bool = True
 
     @classmethod
@@ -251,11 +255,16 @@ class Rules:
     def offered(self, kept: str) -> bool:
         """Whether a finished completion whose kept text is `kept` is offered: not when nothing of
         it is left (as when its first line repeats the prompt's last), nor a block that leaves
-        brackets or a docstring open (as when a repeated line ended it inside them)."""
+        brackets or a docstring open (as when a repeated line ended it inside them), nor a line
+        or block with a whole statement that does not parse."""
         if not self.finished_only:
             return True
         if not kept.strip():
             return False
+        if self.stopper.mode in ("line", "block") and self.on.parses:
+            finished = (self.prompt_line + kept).split("\n")[:-1] if kept.endswith("\n") else []
+            if first_unparsable_line(finished, self._layout_of_prompt()[2]) is not None:
+                return False
         if self.stopper.mode == "block" and self.on.indentation:
             statement = last_statement((self.prompt_line + kept).split("\n"), self._layout_of_prompt()[2])
             return statement is None or not statement.continues

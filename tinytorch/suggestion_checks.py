@@ -9,18 +9,20 @@ under `y = 22     # how`: three quarters of the standard library's inline commen
 so); loops (a piece of 3 or more characters with two different ones that are not spaces, 3
 times running: `self.__init__()self.__init__()self.__init__()`, not `# ------`); repeats the
 line before it; or, completing a line or a block, was cut by the length cap before its end (no
-newline). tinytorch.code_constraints keeps decoding away from each of these.
+newline), or finishes a line holding a whole statement that is not Python (tinytorch.code_syntax:
+`return await is not None:`). tinytorch.code_constraints keeps decoding away from each of these.
 """
 
 from __future__ import annotations
 
 import re
 
-from .code_layout import code_of, indent_of, last_lines
+from .code_layout import code_of, indent_of, last_lines, last_statement
+from .code_syntax import first_unparsable_line
 
 BROKEN_SPACE_RUN = 4  # after a line's first other character; code has 1 (benchmarks/README.md)
 MIN_LOOP_UNIT = 3
-REASONS = ("blank", "leading whitespace", "space run", "loop", "repeat", "cut")
+REASONS = ("blank", "leading whitespace", "space run", "loop", "repeat", "cut", "syntax")
 
 
 def repeats_line_before(line: str, before: str) -> bool:
@@ -105,6 +107,9 @@ def why_broken(prompt: str, completion: str, mode: str = "line") -> str | None:
         if repeats_line_before(line, before):
             return "repeat"
         before = line
-    if mode in ("line", "block") and not completion.endswith("\n"):
-        return "cut"
+    if mode in ("line", "block"):
+        if not completion.endswith("\n"):
+            return "cut"
+        if first_unparsable_line(lines[:-1], last_statement(last_lines(prompt)[:-1])) is not None:
+            return "syntax"
     return None
