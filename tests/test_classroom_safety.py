@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -353,16 +354,24 @@ def test_ctrl_c_removes_every_session_folder(folder, tmp_path):
         server = subprocess.Popen([sys.executable, "-m", "demos", "copilot", "--checkpoint", str(folder),
                                    "--port", str(port)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, text=True)
+        printed = []
         try:
             for line in server.stdout:
+                printed.append(line)
                 if "running at" in line:
                     break
+            # keep reading what it prints, so that a full pipe never blocks it
+            threading.Thread(target=lambda: printed.extend(server.stdout), daemon=True).start()
             client = Client(f"http://127.0.0.1:{port}/", verbose=False)
             client.predict(PANTRY, 10, None, 4, api_name="/finetune")
             client.predict(api_name="/download")
             assert [p.name.startswith("tinytorch-demo-") for p in temp.iterdir()].count(True) == 1
             server.send_signal(sig)
-            assert server.wait(60) == 0
+            try:
+                code = server.wait(60)
+            except subprocess.TimeoutExpired:
+                code = "still running after 60 s"
+            assert code == 0, "".join(printed[-40:])
         finally:
             if server.poll() is None:
                 server.kill()

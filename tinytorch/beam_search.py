@@ -62,10 +62,10 @@ def beam_search(logits_of, guard, rules, chars, prompt: list, max_new_tokens: in
     rules' at_cap says: offered, dropped, or a fallback in case nothing else finishes).
     Each step ranks every (beam, next id) pair by log-probability and walks down that list: pairs
     that finish go to the finished list (two with the same key, rules.key: the better one stays), the
-    others become the next step's beams, until there are num_beams of them. The search ends when
-    no beam is left, or when num_return_sequences have finished and no beam can beat the last of
-    them (best_possible): with enough beams to keep every continuation, it returns exactly what
-    scoring all of them would.
+    others become the next step's beams (those rules.may_grow lets go on), until there are
+    num_beams of them. The search ends when no beam is left, or when num_return_sequences have
+    finished and no beam can beat the last of them (best_possible): with enough beams to keep
+    every continuation, it returns exactly what scoring all of them would.
     """
     if max_new_tokens == 0:
         return [Sequence(list(prompt), 0.0, 0.0)]
@@ -99,7 +99,8 @@ def beam_search(logits_of, guard, rules, chars, prompt: list, max_new_tokens: in
                     fallback.append(Sequence(ids, total, score(total, step, length_penalty)))
                     continue
             if keep is None:
-                growing.append(_Beam(ids, text, total, row))
+                if rules.may_grow(text):
+                    growing.append(_Beam(ids, text, total, row))
                 continue
             if not rules.offered(text[:keep]):
                 continue

@@ -18,14 +18,16 @@ on, plain sampling leaves them off), a completion
 - ends where a line repeats the line before it (that line is not kept);
 - in block mode, is only offered when it leaves no bracket or docstring open;
 - in line and block mode, is only offered when each line it finishes that holds a whole
-  statement parses as Python (tinytorch.code_syntax): not `return await is not None:`;
+  statement parses as Python (tinytorch.code_syntax): not `return await is not None:`; and it
+  stops growing once the statement it writes cannot parse whatever follows (`return await is `,
+  at its space), so that a beam search spends its beams on lines that still may;
 - is offered only when it reached its stop (the end of the line, the block, the word): one that
   max_new_tokens cut off is dropped, and the next best is offered instead; when none finishes
   there is no suggestion;
 - is one suggestion with every completion that differs from it only in whitespace (the best
   scored stays), so that `)` and `)` followed by spaces are not listed twice.
-The first four ban next characters (their logits become -inf); the others decide which finished
-completions count. Each rule keeps away one kind of broken suggestion (tinytorch.suggestion_checks).
+The first four ban next characters (their logits become -inf); the others decide which growing
+and finished completions count. Each rule keeps away one kind of broken suggestion (tinytorch.suggestion_checks).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .code_layout import block_level, indent_unit, last_lines, last_statement
-from .code_syntax import first_unparsable_line
+from .code_syntax import first_unparsable_line, statement_may_parse
 from .suggestion_checks import BROKEN_SPACE_RUN, comment_columns, loop_endings, repeats_line_before
 
 # Runs of spaces after a line's first other character in the standard library (tokenize's gaps,
@@ -98,9 +100,10 @@ def whitespace_key(text: str) -> tuple:
 
 class Rules:
     """The rules of one completion: its stop condition (tinytorch.stopping.StopCondition), and the
-    code constraints when they are on. Both decoders ask the same four questions of it: which next
+    code constraints when they are on. Both decoders ask the same questions of it: which next
     ids are banned (`ban`), has the completion ended (`end`), what happens to one the cap cut off
-    (`at_cap`), and is a finished one offered, under which key (`offered`, `key`).
+    (`at_cap`), and is a finished one offered, under which key (`offered`, `key`); beam search
+    also asks whether a growing one may go on (`may_grow`).
 
     prompt_text: the prompt's text; chars: each id's character (None when nothing reads text);
     classes: CharClasses of chars, when the caller has them already.
@@ -113,8 +116,10 @@ class Rules:
         self.prompt_line = prompt_text[cut + 1:]  # the part of the completion's first line typed already
         self.line_before = prompt_text[prompt_text.rfind("\n", 0, max(cut, 0)) + 1:cut] if cut >= 0 else ""
         self.at_indentation = bool(self.prompt_line) and not self.prompt_line.strip(" ")
+        self.joined = self.line_before.rstrip().endswith("\\")  # the prompt's line continues the one before
         self.classes = classes if classes is not None or constraints is None else CharClasses(chars)
-        self._layout = self._comments = None
+        self.checks_syntax = constraints is not None and constraints.parses and stopper.mode in ("line", "block")
+        self._layout = self._comments = self._prompt_line_may_parse = None
 
     # ------------------------------------------------------------------ banned next ids
     def ban(self, logits: np.ndarray, text: str) -> np.ndarray:
@@ -239,6 +244,25 @@ class Rules:
                 keep = start if keep is None else min(keep, start)
         return keep
 
+    def may_grow(self, text: str) -> bool:
+        """Whether a completion `text` that has not ended may go on, as a word ends in it: not once
+        the statement its last line starts can no longer parse (code_syntax.statement_may_parse:
+        `return await is ` is refused at its space, and the next beam takes its place). A
+        statement the prompt's own line has got wrong already is not the completion's to judge."""
+        if not self.checks_syntax or not text or text[-1].isalnum() or text[-1] in "_\n":
+            return True
+        head, _, line = (self.prompt_line + text).rpartition("\n")
+        if not head:
+            if self._prompt_line_may_parse is None:
+                self._prompt_line_may_parse = self.joined or statement_may_parse(self.prompt_line)
+            if not self._prompt_line_may_parse:
+                return True
+        lines = head.split("\n") if head else []
+        if (lines[-1] if lines else self.line_before).rstrip().endswith("\\"):
+            return True  # a line a backslash joins to the one before
+        before = last_statement(lines, self._layout_of_prompt()[2])
+        return (before is not None and before.continues) or statement_may_parse(line)
+
     @property
     def finished_only(self) -> bool:
         """Whether only completions that reached their stop are offered (there is a stop, and the rule is on)."""
@@ -263,7 +287,7 @@ class Rules:
             return False
         if self.stopper.mode in ("line", "block") and self.on.parses:
             finished = (self.prompt_line + kept).split("\n")[:-1] if kept.endswith("\n") else []
-            if first_unparsable_line(finished, self._layout_of_prompt()[2]) is not None:
+            if first_unparsable_line(finished, self._layout_of_prompt()[2], self.joined) is not None:
                 return False
         if self.stopper.mode == "block" and self.on.indentation:
             statement = last_statement((self.prompt_line + kept).split("\n"), self._layout_of_prompt()[2])
