@@ -50,7 +50,10 @@ def main(argv=None) -> None:
         raise SystemExit(f"Cannot serve on {args.host}:{args.port} ({err}). Is another demo running? "
                          f"Try --port {args.port + 1} (with make: make demo PORT={args.port + 1}).") from None
     print(f"tinytorch {args.demo} demo running at {url}  (Ctrl+C to stop)", flush=True)
-    signal.signal(signal.SIGTERM, stop)  # `kill` stops it as Ctrl+C does: sessions' files removed
+    # Ctrl+C and `kill` stop it alike, sessions' files removed; SIGINT is installed too, as a
+    # background job of a script starts with it ignored (and would never stop on `kill -INT`)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     try:
         demo.block_thread()
     except KeyboardInterrupt:
