@@ -1,12 +1,12 @@
 """A classroom on the Copilot demo: the app launched in this process on 127.0.0.1 (a free port),
 driven through its API with gradio_client from threads, as browsers would: N sessions generating
-(Try it's default mode, the line completion) while M sessions fine-tune at once. Prints requests
-done/failed, generation latency p50/p95 while
-the fine-tunes run, fine-tune wall times (and the queue place the waiting ones were shown), the
+(Try it's default mode, the line completion; each asks again as soon as it has its answer, or
+after --think seconds, as a student reads and types) while M sessions fine-tune at once. Prints
+requests done/failed, generation latency p50/p95 while the fine-tunes run, fine-tune wall times (and the queue place the waiting ones were shown), the
 process's peak RSS, and whether every session's model is its own. Fine-tunes use the shipped
 examples in turn; the sessions that share an example take one more step each (see run()).
 
-    python benchmarks/demo_load.py [--sessions 30] [--finetunes 5] [--steps 30]
+    python benchmarks/demo_load.py [--sessions 30] [--finetunes 5] [--steps 30] [--think 5]
                                    [--checkpoint checkpoints/copilot-tiny]
     python benchmarks/demo_load.py --attackers [--sessions 30] [--quiet-after 120] [--copies-mb 256]
 
@@ -56,7 +56,8 @@ def session_of(demo, client):
 
 
 def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30, new_chars: int = 80,
-        requests: int = 40, min_requests: int = 2, max_seconds: float = 240.0, log=print) -> dict:
+        requests: int = 40, min_requests: int = 2, max_seconds: float = 240.0, think: float = 0.0,
+        log=print) -> dict:
     """Launch, load, measure, check isolation, close. Returns the figures and checks as a dict."""
     from gradio_client import Client
 
@@ -104,6 +105,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
         ft_steps = [steps + i // len(texts) for i in range(finetunes)]
         ft_prompts = [(C.names.default_prompts(t) or [t[:20]])[0] for t in ft_texts]
         latencies: list[tuple[float, float, float]] = []  # (start, end, seconds) of each generate
+        later: list[float] = []  # the seconds of every generating session's requests after its first
         done = {"ok": 0, "failed": 0}
         ft_results: list[dict] = [{} for _ in range(finetunes)]
         finetunes_left = threading.Semaphore(0)
@@ -128,13 +130,19 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
                 latencies.append((start, end, end - start))
             return details["completion"]
 
-        def generating(client):
+        def generating(client, seed):
+            pause = np.random.default_rng(seed)
             made = 0
             while made < requests and time.perf_counter() < deadline:
-                if made >= min_requests and all_ft_done.is_set():
-                    break
-                generate(client)
+                if finetunes and made >= min_requests and all_ft_done.is_set():
+                    break  # (without fine-tunes, each makes its `requests`)
+                start = time.perf_counter()
+                if generate(client) is not None and made:  # the first: all sessions at once
+                    with lock:
+                        later.append(time.perf_counter() - start)
                 made += 1
+                if think:  # a student reads the suggestion, types on, presses again: 0.5-1.5 x think
+                    time.sleep(think * pause.uniform(0.5, 1.5))
 
         def finetuning(i, client):
             result = ft_results[i]
@@ -185,7 +193,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
         t1 = time.perf_counter()
         workers = [threading.Thread(target=watch_finetunes)]
         workers += [threading.Thread(target=finetuning, args=(i, c)) for i, c in enumerate(ft_clients)]
-        workers += [threading.Thread(target=generating, args=(c,)) for c in gen_clients]
+        workers += [threading.Thread(target=generating, args=(c, i)) for i, c in enumerate(gen_clients)]
         for w in workers:
             w.start()
         for w in workers:
@@ -196,7 +204,7 @@ def run(checkpoint: str, sessions: int = 30, finetunes: int = 5, steps: int = 30
         during = [s for a, b, s in latencies if window and a >= window[0] and b <= window[1]]
         out.update(
             requests_ok=done["ok"], requests_failed=done["failed"],
-            generate_all=[s for _, _, s in latencies], generate_during_finetunes=during,
+            generate_all=[s for _, _, s in latencies], generate_during_finetunes=during, generate_later=later,
             finetune_seconds=[r.get("seconds") for r in ft_results], finetune_steps=ft_steps,
             finetune_queue_places=[r.get("max_queue_place") for r in ft_results],
             finetunes_ok=sum(bool(r.get("ok")) for r in ft_results),
@@ -254,8 +262,10 @@ def report(out: dict, args) -> None:
     print(f"requests: {out['requests_ok']} done, {out['requests_failed']} failed "
           f"(in {out['load_seconds']:.1f} s; connecting {args.sessions + args.finetunes} clients took "
           f"{out['connect_seconds']:.1f} s)")
+    later = out["generate_later"]
     print(f"generate (Try it's default mode, at most {args.new} new chars): p50 {ms(during, 50)}, p95 {ms(during, 95)} over "
-          f"{len(during)} requests while fine-tunes ran; all {len(gen)}: p50 {ms(gen, 50)}, p95 {ms(gen, 95)}")
+          f"{len(during)} requests while fine-tunes ran; all {len(gen)}: p50 {ms(gen, 50)}, p95 {ms(gen, 95)}; "
+          f"after each session's first (which all make at once): p50 {ms(later, 50)}, p95 {ms(later, 95)}")
     print(f"fine-tunes ({out['finetune_steps']} steps, {out['finetune_concurrency']} at once): "
           f"{out['finetunes_ok']}/{args.finetunes} ok, wall " + ", ".join(f"{s:.1f}" for s in fts) + " s"
           + f"; highest queue place each was shown (0 = next in line, None = started at once): "
@@ -277,6 +287,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=30, help="sessions generating (default 30)")
     parser.add_argument("--finetunes", type=int, default=5, help="sessions fine-tuning at once (default 5)")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="seconds a generating session waits between requests, drawn from 0.5-1.5x this "
+                             "(default 0: each asks again as soon as it has its answer, the worst case)")
     parser.add_argument("--steps", type=int, default=30, help="steps of each fine-tune (10 to 300; default 30)")
     parser.add_argument("--checkpoint", default=os.path.join(ROOT, "checkpoints", "copilot-tiny"))
     parser.add_argument("--new", type=int, default=80, help="characters each generate request writes at most "
@@ -307,7 +320,7 @@ def main() -> None:
         sys.exit(1 if out["failures"] else 0)
     demos.configure_process()  # the malloc settings python -m demos runs with
     out = run(args.checkpoint, args.sessions, args.finetunes, args.steps, args.new, args.requests,
-              max_seconds=args.max_seconds)
+              max_seconds=args.max_seconds, think=args.think)
     report(out, args)
     failed = out["requests_failed"] or out["finetunes_ok"] < args.finetunes
     sys.exit(1 if failed else 0)
