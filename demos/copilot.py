@@ -279,8 +279,11 @@ class Copilot:
         recipe = Recipe(lr, steps, batch_size, keep_best=bool(keep_best) and split.has_held_out)
         session.settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "context": recipe.context,
                             "held_out_percent": percent if split.has_held_out else 0, "keep_best": recipe.keep_best}
-        yield (views.status(f"Starting: {steps} steps on {len(split.train):,} characters. {note}"),
-               curve_frame([]), session)
+        starting = views.status(f"Starting: {steps} steps on {len(split.train):,} characters. {note}")
+        # Said with the held-out loss before the first step, so that the curve is never emptied (None
+        # after a drawn curve makes gradio's LinePlot throw in the browser); at once when none is held out.
+        if not split.has_held_out:
+            yield starting, curve_frame([]), session
 
         loop = run(model, tokenizer, split, recipe, lock=COMPUTE,
                    should_stop=lambda: session.stop.is_set() or not session.runs.owns(run_id))
@@ -293,12 +296,13 @@ class Copilot:
                     session.last_used = time.monotonic()  # training is not idling
                     if done.held_out is not None:
                         session.held_curve.append((done.step, done.held_out))
-                    if done.step == 0:
-                        continue
-                    session.curve.append((done.step, done.loss))
-                    session.steps_trained = before[1] + done.step
-                    session.split = split
-                if done.elapsed - shown >= 0.25 and done.step < steps:  # a few updates a second
+                    if done.step > 0:
+                        session.curve.append((done.step, done.loss))
+                        session.steps_trained = before[1] + done.step
+                        session.split = split
+                if done.step == 0:
+                    yield starting, self._curve(session), session
+                elif done.elapsed - shown >= 0.25 and done.step < steps:  # a few updates a second
                     shown = done.elapsed
                     yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining,
                                           " ".join(filter(None, (note, self._held_out_note(session, done)))),

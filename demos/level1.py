@@ -201,16 +201,18 @@ class Level1:
         session.stop.clear()
         with COMPUTE:
             results = evaluate_tasks(model, tokenizer, pairs)
-        yield (views.status(f"Training from {origin}: {steps} steps on {len(pairs)} pairs."),
-               curve_frame([]), results_view(results), accuracy_html(results, origin + ", before training"), session)
+        starting = f"Training from {origin}: {steps} steps on {len(pairs)} pairs."
         shown, done = 0.0, None
         try:
             for done in training.train(model, lambda: (x, y), steps, lr, should_stop=session.stop.is_set,
                                        lock=COMPUTE):
                 session.curve.append((done.step, done.loss))
-                if done.elapsed - shown >= 0.2 and done.step < steps:
+                # the first update waits for the first step: a curve emptied (None) after one drawn
+                # makes gradio's LinePlot throw in the browser
+                if done.step < steps and (done.step == 1 or done.elapsed - shown >= 0.2):
                     shown = done.elapsed
-                    yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining, unit=BITS),
+                    yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining,
+                                          starting if done.step == 1 else "", unit=BITS),
                            curve_frame(session.curve, bits), results_view(results),
                            accuracy_html(results, origin + ", before training"), session)
         except DivergenceError as err:

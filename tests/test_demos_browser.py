@@ -16,7 +16,7 @@ if not os.path.exists(CHROMIUM):
                 "does) for the browser test", allow_module_level=True)
 
 from demos.app import build_app  # noqa: E402
-from demos.screenshots import browser_page, visible  # noqa: E402
+from demos.screenshots import browser_page, set_steps, visible  # noqa: E402
 from demos.ui import launch_kwargs  # noqa: E402
 
 from test_demos import make_copilot, make_level1  # noqa: E402
@@ -95,3 +95,21 @@ def test_code_editors_indent_by_four_spaces_and_try_it_lists_suggestions(url, tm
         page.get_by_role("button", name="Generate", exact=True).click()
         visible(page, "Suggestions, most likely first")
         page.screenshot(path=str(tmp_path / "try-it.png"), full_page=True)
+
+
+def test_a_second_fine_tune_and_a_second_training_throw_nothing_in_the_page(url):
+    """The curve is never emptied once drawn: gradio's LinePlot, given None after data, threw
+    `Cannot read properties of null (reading 'offsetWidth')` on every fine-tune after the first."""
+    with browser_page() as page:
+        thrown = []
+        page.on("pageerror", lambda err: thrown.append(str(err)))
+        copilot_walkthrough(page, url, steps=10)
+        set_steps(page, 12)
+        page.get_by_role("button", name="Start fine-tuning").click()
+        visible(page, "Done: step 12/12")
+        level1_walkthrough(page, url, steps=10)
+        set_steps(page, 12)
+        page.get_by_role("button", name="Train", exact=True).click()
+        visible(page, "Done: step 12/12")
+        page.wait_for_timeout(800)  # the last curve update
+        assert thrown == []
