@@ -539,6 +539,7 @@ def test_a_beam_that_can_no_longer_parse_stops_growing_as_its_word_ends():
     assert rules("def f():\n    ", "block").may_grow("x = [1,\n        2, ")  # a continuation line
     assert rules("x = = ").may_grow("1 + ")  # the student's own line is wrong already: not judged
     assert rules("x = a and \\\n    ").may_grow("b or ")  # joined to the line before
+    assert not rules("def f():\n").may_grow("\n    y = = ")  # a line of its own after the prompt's empty one
     assert rules("def add(a, b):\n    return ", constraints=CodeConstraints(parses=False)).may_grow("await is ")
     assert rules("x = ", "word").may_grow("await is ")  # a word is not a statement
 

@@ -251,13 +251,13 @@ class Rules:
         statement the prompt's own line has got wrong already is not the completion's to judge."""
         if not self.checks_syntax or not text or text[-1].isalnum() or text[-1] in "_\n":
             return True
-        head, _, line = (self.prompt_line + text).rpartition("\n")
-        if not head:
+        lines = (self.prompt_line + text).split("\n")
+        line = lines.pop()  # the line being written; `lines`, those the completion finished
+        if not lines:  # still the prompt's line
             if self._prompt_line_may_parse is None:
                 self._prompt_line_may_parse = self.joined or statement_may_parse(self.prompt_line)
             if not self._prompt_line_may_parse:
                 return True
-        lines = head.split("\n") if head else []
         if (lines[-1] if lines else self.line_before).rstrip().endswith("\\"):
             return True  # a line a backslash joins to the one before
         before = last_statement(lines, self._layout_of_prompt()[2])
