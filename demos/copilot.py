@@ -29,7 +29,7 @@ from . import decoding, inside, lines, names, views
 from .common import COMPUTE, DemoError, Loaded, ModelStore, as_float, as_int, check_prompt, \
     check_training_text, clone, close_temp_folder, display_name, shipped, temp_folder
 from .copies import COPIES
-from .curves import BITS, bits, curve_frame
+from .curves import BITS, bits, curve_frame, empty_frame
 from .finetune import BATCH, BATCH_RANGE, LR_RANGE, STEPS, STEPS_RANGE, Recipe, recommended_lr, run
 from .heldout import HELD_OUT_PERCENT, PERCENT_RANGE, Split, split_text
 from .runs import Runs
@@ -280,10 +280,10 @@ class Copilot:
         session.settings = {"steps": steps, "lr": lr, "batch_size": batch_size, "context": recipe.context,
                             "held_out_percent": percent if split.has_held_out else 0, "keep_best": recipe.keep_best}
         starting = views.status(f"Starting: {steps} steps on {len(split.train):,} characters. {note}")
-        # Said with the held-out loss before the first step, so that the curve is never emptied (None
-        # after a drawn curve makes gradio's LinePlot throw in the browser); at once when none is held out.
+        # Said with the held-out loss before the first step, so that it shows where the curve starts;
+        # at once, over empty axes, when none is held out.
         if not split.has_held_out:
-            yield starting, curve_frame([]), session
+            yield starting, empty_frame(), session
 
         loop = run(model, tokenizer, split, recipe, lock=COMPUTE,
                    should_stop=lambda: session.stop.is_set() or not session.runs.owns(run_id))
@@ -315,16 +315,16 @@ class Copilot:
                     if before[0] is None:
                         session.forget_finetune()
             if not owned:
-                yield views.status(REPLACED, "warn"), curve_frame([]), session
+                yield views.status(REPLACED, "warn"), empty_frame(), session
                 return
             yield (views.status(f"<b>Training diverged, so the weights were restored to what they were "
                                 f"before this run.</b> {err}", "warn"), self._curve(session), session)
             return
         if not session.runs.owns(run_id):
-            yield views.status(REPLACED, "warn"), curve_frame([]), session
+            yield views.status(REPLACED, "warn"), empty_frame(), session
             return
         if done is None or done.step == 0:
-            yield views.status("Stopped before the first step; nothing changed.", "warn"), curve_frame([]), session
+            yield views.status("Stopped before the first step; nothing changed.", "warn"), empty_frame(), session
             return
         stopped = done.step < steps
         summary = f"Stopped at step {done.step} of {steps}, keeping what it learned. " if stopped else ""
@@ -405,7 +405,7 @@ class Copilot:
             had = session.copy is not None
             session.forget_finetune()
         message = "Back to the pretrained weights." if had else "Already at the pretrained weights."
-        return views.status(message, "ok"), curve_frame([]), session
+        return views.status(message, "ok"), empty_frame(), session
 
     def download(self, session=None) -> str:
         """The fine-tuned model as a zipped checkpoint folder (what from_pretrained loads)."""

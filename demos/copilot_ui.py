@@ -131,7 +131,7 @@ def finetune_panel(texts: dict, first: str | None) -> SimpleNamespace:
                 stop = gr.Button("Stop", variant="stop", scale=1)
             status = gr.HTML(views.status(FRESH), label="Status")
             # No legend (gradio 6.31 clips it at the bottom): the label says which line is which.
-            curve = gr.LinePlot(None, x="step", y="loss", color="series", colors_in_legend=[],
+            curve = gr.LinePlot(curves.empty_frame(), x="step", y="loss", color="series", colors_in_legend=[],
                                 color_map={curves.BATCH: "#86efac", curves.AVERAGE: "#16a34a",
                                            curves.HELD_OUT: "#2563eb", curves.KEPT: "#f59e0b"},
                                 x_title="step", y_title="loss (bits per character)",
@@ -219,7 +219,7 @@ def wire_choose(demo, app, session, model, tuning, inside, results) -> None:
     # .then() does not run after a failure, so: one listener for each outcome).
     for outcome in (loading.success, loading.failure):
         outcome(friendly(on_open), [session], opened, api_visibility="private")
-    loading.success(lambda: (views.status(FRESH), None, *clear_results()), None,
+    loading.success(lambda: (views.status(FRESH), curves.empty_frame(), *clear_results()), None,
                     [tuning.status, tuning.curve, *results], api_visibility="private")
 
 

@@ -16,8 +16,18 @@ def bits(nats: float) -> float:
     return nats / math.log(2)
 
 
+def empty_frame(series: str = BATCH, steps: int = 100) -> pd.DataFrame:
+    """Axes with nothing drawn on them, over steps 0..steps: two rows of `series` (one the plot's
+    colour map knows) whose loss is NaN, which the plot leaves out.
+
+    Never None and never a frame without rows: gradio 6.31's LinePlot fails on both once it has
+    drawn. None after a curve throws `Cannot read properties of null (reading 'offsetWidth')` in
+    the browser; a frame without rows leaves every later update without lines (a colour-scale bug)."""
+    return pd.DataFrame({"step": [0, steps], "loss": [math.nan, math.nan], "series": series})
+
+
 def curve_frame(curve, unit=None, average: bool = False, held_out=None, kept_step: int | None = None
-                ) -> pd.DataFrame | None:
+                ) -> pd.DataFrame:
     """[(step, loss in nats)] as a frame of step, loss, series.
 
     unit: converts each loss (the Copilot speaks bits per character); none keeps nats.
@@ -25,10 +35,9 @@ def curve_frame(curve, unit=None, average: bool = False, held_out=None, kept_ste
     which reads better; otherwise one series, "loss".
     held_out: [(step, loss in nats)] on the held-out part, a series of its own ("held-out loss").
     kept_step: a vertical line at that step ("kept weights"), across the plotted losses.
-    None when there is nothing to draw: gradio 6.31's LinePlot, given an empty frame, draws no
-    lines in any later update (a colour-scale bug), while None then data works."""
+    Nothing to draw gives empty_frame(): axes alone."""
     if not curve and not held_out:
-        return None
+        return empty_frame(BATCH if average else "loss")
     convert = unit or (lambda loss: loss)
     parts = []
     if curve:

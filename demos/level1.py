@@ -207,8 +207,7 @@ class Level1:
             for done in training.train(model, lambda: (x, y), steps, lr, should_stop=session.stop.is_set,
                                        lock=COMPUTE):
                 session.curve.append((done.step, done.loss))
-                # the first update waits for the first step: a curve emptied (None) after one drawn
-                # makes gradio's LinePlot throw in the browser
+                # the first update waits for the first step: it comes with a point to draw
                 if done.step < steps and (done.step == 1 or done.elapsed - shown >= 0.2):
                     shown = done.elapsed
                     yield (views.progress(done.step, steps, bits(done.loss), done.elapsed, done.remaining,

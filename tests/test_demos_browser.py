@@ -97,19 +97,45 @@ def test_code_editors_indent_by_four_spaces_and_try_it_lists_suggestions(url, tm
         page.screenshot(path=str(tmp_path / "try-it.png"), full_page=True)
 
 
-def test_a_second_fine_tune_and_a_second_training_throw_nothing_in_the_page(url):
-    """The curve is never emptied once drawn: gradio's LinePlot, given None after data, threw
-    `Cannot read properties of null (reading 'offsetWidth')` on every fine-tune after the first."""
+def drawn_lines(page, count: int) -> None:
+    """Wait until the visible tab's loss plot draws `count` lines (vega's SVG: one path per series;
+    no plot, none)."""
+    page.wait_for_function(
+        "([count]) => [...document.querySelectorAll('.vega-embed')].filter(plot => plot.offsetParent).slice(0, 1)"
+        ".flatMap(plot => [...plot.querySelectorAll('g.mark-line path')])"
+        ".filter(path => (path.getAttribute('d') || '').length > 2).length === count", arg=[count], timeout=30_000)
+
+
+def test_runs_resets_and_loads_throw_nothing_in_the_page(url):
+    """The curve is never set to None once drawn: gradio's LinePlot then threw `Cannot read
+    properties of null (reading 'offsetWidth')`, on every fine-tune after the first, on Reset and
+    on Load. They show empty axes instead, and the next run draws all its lines."""
     with browser_page() as page:
         thrown = []
         page.on("pageerror", lambda err: thrown.append(str(err)))
-        copilot_walkthrough(page, url, steps=10)
+        copilot_walkthrough(page, url, steps=10)  # the first run, on the empty axes the page opens with
+        drawn_lines(page, 4)  # batches, their average, the held-out part, the step kept
         set_steps(page, 12)
         page.get_by_role("button", name="Start fine-tuning").click()
         visible(page, "Done: step 12/12")
+        drawn_lines(page, 4)
+        page.get_by_role("button", name="Reset to the pretrained weights").click()
+        visible(page, "Back to the pretrained weights")
+        drawn_lines(page, 0)
+        assert thrown == []
+        page.get_by_role("button", name="Start fine-tuning").click()
+        visible(page, "Done: step 12/12")
+        drawn_lines(page, 4)
+        page.get_by_role("button", name="Load", exact=True).click()
+        drawn_lines(page, 0)
+        page.get_by_role("button", name="Start fine-tuning").click()
+        visible(page, "Done: step 12/12")
+        drawn_lines(page, 4)
         level1_walkthrough(page, url, steps=10)
+        drawn_lines(page, 1)
         set_steps(page, 12)
         page.get_by_role("button", name="Train", exact=True).click()
         visible(page, "Done: step 12/12")
         page.wait_for_timeout(800)  # the last curve update
+        drawn_lines(page, 1)
         assert thrown == []

@@ -75,7 +75,9 @@ def test_curve_frame_converts_and_averages():
     averaged = curves.curve_frame(curve, C.bits, average=True)
     # bias-corrected running average, by hand: (0.2 * 2) / 0.2 = 2, then (0.16 * 2 + 0.2 * 1) / 0.36
     assert list(averaged["loss"]) == pytest.approx([2.0, 1.0, 2.0, 0.52 / 0.36])
-    assert curves.curve_frame([]) is None and curves.curve_frame(None) is None
+    for empty, series in ((curves.curve_frame([]), "loss"), (curves.curve_frame(None, average=True), curves.BATCH)):
+        # axes alone: steps 0 and 100 with no loss to draw, in a series the plot's colours know
+        assert list(empty["step"]) == [0, 100] and empty["loss"].isna().all() and set(empty["series"]) == {series}
 
 
 # ===================================================================== the Level 1 task format
