@@ -29,9 +29,13 @@ def main(argv=None) -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
     print("Starting the demo (importing gradio takes a few seconds)...", flush=True)
-    from .app import build_app
-    from .common import close_temp_folders
-    from .ui import launch_kwargs
+    from .settings import SettingError
+    try:  # the modules read their TINYTORCH_DEMO_* settings as they load
+        from .app import build_app
+        from .common import close_temp_folders
+        from .ui import launch_kwargs
+    except SettingError as err:
+        raise SystemExit(str(err)) from None
 
     configure_process()
     tabs = ("copilot", "level1") if args.demo == "all" else (args.demo,)

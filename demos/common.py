@@ -23,6 +23,7 @@ from tinytorch.nn import GPT
 from tinytorch.shipped import SHIPPED_DIR
 from tinytorch.text import CharTokenizer
 
+from . import settings
 from .work import check_request_size
 
 CHECKPOINTS = SHIPPED_DIR
@@ -36,8 +37,8 @@ MAX_PROMPT_CHARS = 10_000  # only the last n_positions characters reach the mode
 # parameters. At 5M (20 MB of float32), 4 distinct Hub models take 80 MB; sessions' fine-tuned
 # copies have a budget of their own (demos/copies.py), and what one request may allocate is
 # bounded too (demos/work.py).
-MAX_PARAMETERS = int(os.environ.get("TINYTORCH_DEMO_MAX_PARAMETERS", 5_000_000))
-MAX_HUB_MODELS = int(os.environ.get("TINYTORCH_DEMO_HUB_MODELS", 4))
+MAX_PARAMETERS = settings.number("TINYTORCH_DEMO_MAX_PARAMETERS", 5_000_000, 1, whole=True)
+MAX_HUB_MODELS = settings.number("TINYTORCH_DEMO_HUB_MODELS", 4, 1, 1000, whole=True)
 
 
 class DemoError(ValueError):
@@ -86,7 +87,7 @@ class FairLock:
 
 
 # Passes at once: the cores (TINYTORCH_DEMO_COMPUTE to set it); the demos run numpy on one thread each.
-COMPUTE_SLOTS = int(os.environ.get("TINYTORCH_DEMO_COMPUTE", "0")) or os.cpu_count() or 1
+COMPUTE_SLOTS = settings.per_core("TINYTORCH_DEMO_COMPUTE")
 COMPUTE = FairLock(COMPUTE_SLOTS)
 INIT = threading.Lock()  # a new model's initialization draws from tinytorch's one global generator
 

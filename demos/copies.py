@@ -12,7 +12,6 @@ demos.ui.FINETUNES) comes on top, for as long as they run.
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from pathlib import Path
@@ -20,9 +19,10 @@ from pathlib import Path
 from tinytorch.checkpoint import write_weights
 from tinytorch.memory import release_free_memory
 
+from . import settings
 from .common import COMPUTE, DemoError
 
-COPIES_MB = float(os.environ.get("TINYTORCH_DEMO_COPIES_MB", 1024))
+COPIES_MB = settings.number("TINYTORCH_DEMO_COPIES_MB", 1024, 1)
 SPILLED = "spilled.safetensors"
 
 

@@ -12,7 +12,6 @@ hands the freed memory back to the OS.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 import weakref
@@ -21,9 +20,11 @@ import gradio as gr
 
 from tinytorch.memory import release_free_memory
 
+from . import settings
+
 # A student who sent nothing for this long has left (a lecture pause is shorter; a fine-tune
 # redone takes seconds). TINYTORCH_DEMO_IDLE_MINUTES changes it.
-IDLE_SECONDS = 60 * float(os.environ.get("TINYTORCH_DEMO_IDLE_MINUTES", 15))
+IDLE_SECONDS = 60 * settings.number("TINYTORCH_DEMO_IDLE_MINUTES", 15, 1, 24 * 60)
 GRACE_SECONDS = 30
 SWEEP_SECONDS = 5  # how often departed and idle sessions are looked for
 log = logging.getLogger("demos")

@@ -6,14 +6,13 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 from html import escape
 
 import gradio as gr
 
 from tinytorch.checkpoint import CheckpointError
 
-from . import editor
+from . import editor, settings
 from .common import DemoError
 
 log = logging.getLogger("demos")
@@ -22,7 +21,7 @@ SESSION_TTL = 2 * 3600  # gradio's own limit on a session's state; demos/session
 # Fine-tunes running at once: one per core by default, since each runs on one thread; the rest
 # wait in the queue, which shows them their place. Each holds a model copy and Adam's moments
 # (about 4x the weights), so this bounds memory too.
-FINETUNES = int(os.environ.get("TINYTORCH_DEMO_FINETUNES", "0")) or os.cpu_count() or 1
+FINETUNES = settings.per_core("TINYTORCH_DEMO_FINETUNES")
 THEME = gr.themes.Soft(primary_hue="green", secondary_hue="blue", neutral_hue="slate")
 CSS = """
 .gradio-container { max-width: 1280px !important; margin: auto; }

@@ -10,12 +10,13 @@ need more than MAX_REQUEST_MB (TINYTORCH_DEMO_MAX_REQUEST_MB).
 
 from __future__ import annotations
 
-import os
 
 from tinytorch.checkpoint import CheckpointError
 from tinytorch.completion import NUM_BEAMS
 
-MAX_REQUEST_MB = float(os.environ.get("TINYTORCH_DEMO_MAX_REQUEST_MB", 1024))
+from . import settings
+
+MAX_REQUEST_MB = settings.number("TINYTORCH_DEMO_MAX_REQUEST_MB", 1024, 1)
 # The most a request works on at once, as demos/copilot.py bounds it (tests/test_classroom_memory.py
 # checks that they agree): its largest fine-tune batch and window, and Compare's scoring batch
 # (tinytorch.evaluate.text_metrics' windows).
