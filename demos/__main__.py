@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 
 from . import configure_process, prefer_one_blas_thread
 
@@ -15,16 +16,39 @@ def build_parser() -> argparse.ArgumentParser:
                         help="which demo to open: all (the default) is both, as tabs, the Copilot first")
     parser.add_argument("--checkpoint", help="the model to start with: a folder or a Hub repo id "
                                              "(default: the shipped checkpoint)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    # a string default goes through `type` too: a bad GRADIO_SERVER_PORT is refused the same way
+    parser.add_argument("--port", type=port_number, default=os.environ.get("GRADIO_SERVER_PORT", "7860"),
+                        help="the port to serve on, 1-65535 (default: GRADIO_SERVER_PORT, else 7860)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; 127.0.0.1 (the default) is this machine only, "
                              "0.0.0.0 opens it to your network")
     return parser
 
 
+def port_number(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = 0
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: a whole number from 1 to 65535 "
+                                         "(from --port, or else GRADIO_SERVER_PORT)")
+    return port
+
+
+def check_host(host: str) -> None:
+    """Refuse a --host that names no address, before gradio's misleading 'Cannot find empty port'."""
+    try:
+        socket.getaddrinfo(host, None)
+    except (socket.gaierror, UnicodeError) as err:
+        raise SystemExit(f"Cannot serve on --host {host!r}: it names no address ({err}). Use 127.0.0.1 (this "
+                         "machine only, the default) or 0.0.0.0 (your network).") from None
+
+
 def main(argv=None) -> None:
     prefer_one_blas_thread()  # first: nothing has imported numpy yet
     args = build_parser().parse_args(argv)
+    check_host(args.host)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 

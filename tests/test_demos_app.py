@@ -226,3 +226,32 @@ def test_building_the_app_loads_no_checkpoint(monkeypatch):
     monkeypatch.setattr(ModelStore, "_load", refuse)
     demo = build_app()  # the shipped checkpoints, as the Space builds it at import
     assert demo.fns  # events wired; models wait for the first visitor
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "99999", "-1"])
+def test_a_port_out_of_range_is_refused_by_the_parser(monkeypatch, capsys, port):
+    """Before: 99999 was an OverflowError from bind(); GRADIO_SERVER_PORT=abc an int() traceback."""
+    from demos.__main__ import build_parser
+
+    for argv, env in ((["--port", port], None), ([], port)):
+        if env is None:
+            monkeypatch.delenv("GRADIO_SERVER_PORT", raising=False)
+        else:
+            monkeypatch.setenv("GRADIO_SERVER_PORT", env)
+        with pytest.raises(SystemExit) as stopped:
+            build_parser().parse_args(argv)
+        assert stopped.value.code == 2
+        assert f"argument --port: {port!r} is not a port: a whole number from 1 to 65535" in capsys.readouterr().err
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7123")
+    assert build_parser().parse_args([]).port == 7123
+
+
+def test_a_host_that_names_no_address_is_refused_before_gradio(monkeypatch):
+    """gradio said 'Cannot find empty port' for it, and the kit then asked whether another demo was
+    running. `a..b` fails in the name codec, so the check reaches no DNS server."""
+    import demos.__main__ as cli
+
+    monkeypatch.setattr(cli, "prefer_one_blas_thread", lambda: None)
+    with pytest.raises(SystemExit, match=r"Cannot serve on --host 'a\.\.b': it names no address .* Use 127\.0\.0\.1"):
+        cli.main(["--host", "a..b"])
+    cli.check_host("127.0.0.1")  # numeric: no lookup, no error
