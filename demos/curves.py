@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 BATCH, AVERAGE, HELD_OUT, KEPT = "batch loss", "running average", "held-out loss", "kept weights"
+LOSS = "loss"  # the one series of a curve drawn without its average (Level 1's)
 BITS = " bits/char"  # the unit both demos speak
 
 
@@ -16,14 +17,17 @@ def bits(nats: float) -> float:
     return nats / math.log(2)
 
 
-def empty_frame(series: str = BATCH, steps: int = 100) -> pd.DataFrame:
-    """Axes with nothing drawn on them, over steps 0..steps: two rows of `series` (one the plot's
-    colour map knows) whose loss is NaN, which the plot leaves out.
+def empty_frame(series=(BATCH, AVERAGE, HELD_OUT, KEPT), steps: int = 100) -> pd.DataFrame:
+    """Axes with nothing drawn on them, over steps 0..steps: two rows for each of the plot's
+    `series` whose loss is NaN, which the plot leaves out.
 
-    Never None and never a frame without rows: gradio 6.31's LinePlot fails on both once it has
-    drawn. None after a curve throws `Cannot read properties of null (reading 'offsetWidth')` in
-    the browser; a frame without rows leaves every later update without lines (a colour-scale bug)."""
-    return pd.DataFrame({"step": [0, steps], "loss": [math.nan, math.nan], "series": series})
+    For a plot that has drawn, gradio 6.31's LinePlot takes neither None nor a frame without rows:
+    None throws `Cannot read properties of null (reading 'offsetWidth')` in the browser, and a
+    frame without rows leaves every later update without lines (a colour-scale bug; a frame that
+    lacks some series draws those in no colour). A plot that has not drawn yet starts from None:
+    given this frame first, it draws no y-axis title afterwards."""
+    return pd.DataFrame({"step": [0, steps] * len(series), "loss": math.nan,
+                         "series": [name for name in series for _ in range(2)]})
 
 
 def curve_frame(curve, unit=None, average: bool = False, held_out=None, kept_step: int | None = None
@@ -37,14 +41,14 @@ def curve_frame(curve, unit=None, average: bool = False, held_out=None, kept_ste
     kept_step: a vertical line at that step ("kept weights"), across the plotted losses.
     Nothing to draw gives empty_frame(): axes alone."""
     if not curve and not held_out:
-        return empty_frame(BATCH if average else "loss")
+        return empty_frame() if average else empty_frame((LOSS,))
     convert = unit or (lambda loss: loss)
     parts = []
     if curve:
         steps = [s for s, _ in curve]
         losses = np.array([convert(loss) for _, loss in curve], dtype=float)
         if not average:
-            return pd.DataFrame({"step": steps, "loss": losses, "series": "loss"})
+            return pd.DataFrame({"step": steps, "loss": losses, "series": LOSS})
         smooth, running = [], 0.0
         for t, value in enumerate(losses, start=1):
             running = 0.8 * running + 0.2 * value

@@ -6,7 +6,7 @@ import gradio as gr
 
 from . import level1 as L
 from . import views
-from .curves import empty_frame
+from .curves import LOSS
 from .common import DemoError
 from .ui import FINETUNES, friendly, heading, session_state
 
@@ -44,9 +44,9 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
                 stop = gr.Button("Stop", variant="stop", scale=1)
         with gr.Column(scale=3):
             status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."), label="Status")
-            curve = gr.LinePlot(empty_frame("loss"), x="step", y="loss", color="series",
+            curve = gr.LinePlot(None, x="step", y="loss", color="series",
                                 y_title="loss (bits per character)", label="Training loss",
-                                color_map={"loss": "#16a34a"}, colors_in_legend=[])
+                                color_map={LOSS: "#16a34a"}, colors_in_legend=[])
 
     def on_open(current):
         try:

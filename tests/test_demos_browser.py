@@ -97,13 +97,27 @@ def test_code_editors_indent_by_four_spaces_and_try_it_lists_suggestions(url, tm
         page.screenshot(path=str(tmp_path / "try-it.png"), full_page=True)
 
 
-def drawn_lines(page, count: int) -> None:
-    """Wait until the visible tab's loss plot draws `count` lines (vega's SVG: one path per series;
-    no plot, none)."""
-    page.wait_for_function(
-        "([count]) => [...document.querySelectorAll('.vega-embed')].filter(plot => plot.offsetParent).slice(0, 1)"
-        ".flatMap(plot => [...plot.querySelectorAll('g.mark-line path')])"
-        ".filter(path => (path.getAttribute('d') || '').length > 2).length === count", arg=[count], timeout=30_000)
+def drawn_lines(page, colours: set) -> None:
+    """Wait until the visible tab's loss plot draws lines of exactly these colours (vega's SVG: one
+    path per series, stroked in its colour; no plot, none)."""
+    plot = "[...document.querySelectorAll('.vega-embed')].filter(plot => plot.offsetParent).slice(0, 1)"
+    drawn = (f"() => [...new Set({plot}.flatMap(plot => [...plot.querySelectorAll('g.mark-line path')])"
+             ".filter(path => (path.getAttribute('d') || '').length > 2).map(path => path.getAttribute('stroke')))]")
+    try:
+        page.wait_for_function(f"([colours]) => JSON.stringify(({drawn})().sort()) === JSON.stringify(colours)",
+                               arg=[sorted(colours)], timeout=30_000)
+    except Exception:
+        raise AssertionError(f"lines drawn: {page.evaluate(drawn)}, expected {sorted(colours)}") from None
+    if colours:  # and both axes say what they show, inside the plot (gradio once drew the y title off it)
+        titles = page.evaluate(
+            f"() => {plot}.flatMap(plot => [...plot.querySelectorAll('.role-axis-title text')].filter(title => {{"
+            "const inner = title.getBoundingClientRect(), outer = plot.querySelector('svg').getBoundingClientRect();"
+            "return inner.left >= outer.left && inner.right <= outer.right && inner.width > 0; }))"
+            ".map(title => title.textContent)")
+        assert sorted(titles) == ["loss (bits per character)", "step"]
+
+
+COPILOT_LINES = {"#86efac", "#16a34a", "#2563eb", "#f59e0b"}  # batches, their average, held-out, the step kept
 
 
 def test_runs_resets_and_loads_throw_nothing_in_the_page(url):
@@ -114,28 +128,28 @@ def test_runs_resets_and_loads_throw_nothing_in_the_page(url):
         thrown = []
         page.on("pageerror", lambda err: thrown.append(str(err)))
         copilot_walkthrough(page, url, steps=10)  # the first run, on the empty axes the page opens with
-        drawn_lines(page, 4)  # batches, their average, the held-out part, the step kept
+        drawn_lines(page, COPILOT_LINES)
         set_steps(page, 12)
         page.get_by_role("button", name="Start fine-tuning").click()
         visible(page, "Done: step 12/12")
-        drawn_lines(page, 4)
+        drawn_lines(page, COPILOT_LINES)
         page.get_by_role("button", name="Reset to the pretrained weights").click()
         visible(page, "Back to the pretrained weights")
-        drawn_lines(page, 0)
+        drawn_lines(page, set())
         assert thrown == []
         page.get_by_role("button", name="Start fine-tuning").click()
         visible(page, "Done: step 12/12")
-        drawn_lines(page, 4)
+        drawn_lines(page, COPILOT_LINES)
         page.get_by_role("button", name="Load", exact=True).click()
-        drawn_lines(page, 0)
+        drawn_lines(page, set())
         page.get_by_role("button", name="Start fine-tuning").click()
         visible(page, "Done: step 12/12")
-        drawn_lines(page, 4)
+        drawn_lines(page, COPILOT_LINES)
         level1_walkthrough(page, url, steps=10)
-        drawn_lines(page, 1)
+        drawn_lines(page, {"#16a34a"})
         set_steps(page, 12)
         page.get_by_role("button", name="Train", exact=True).click()
         visible(page, "Done: step 12/12")
         page.wait_for_timeout(800)  # the last curve update
-        drawn_lines(page, 1)
+        drawn_lines(page, {"#16a34a"})
         assert thrown == []

@@ -75,9 +75,12 @@ def test_curve_frame_converts_and_averages():
     averaged = curves.curve_frame(curve, C.bits, average=True)
     # bias-corrected running average, by hand: (0.2 * 2) / 0.2 = 2, then (0.16 * 2 + 0.2 * 1) / 0.36
     assert list(averaged["loss"]) == pytest.approx([2.0, 1.0, 2.0, 0.52 / 0.36])
-    for empty, series in ((curves.curve_frame([]), "loss"), (curves.curve_frame(None, average=True), curves.BATCH)):
-        # axes alone: steps 0 and 100 with no loss to draw, in a series the plot's colours know
-        assert list(empty["step"]) == [0, 100] and empty["loss"].isna().all() and set(empty["series"]) == {series}
+    # axes alone: steps 0 and 100 with no loss to draw, in every series of the plot (the first frame's fix them)
+    plain, copilot = curves.curve_frame([]), curves.curve_frame(None, average=True)
+    assert list(plain["step"]) == [0, 100] and plain["loss"].isna().all() and list(plain["series"]) == ["loss"] * 2
+    assert list(copilot["step"]) == [0, 100] * 4 and copilot["loss"].isna().all()
+    assert list(copilot["series"]) == [name for name in (curves.BATCH, curves.AVERAGE, curves.HELD_OUT, curves.KEPT)
+                                       for _ in range(2)]
 
 
 # ===================================================================== the Level 1 task format
