@@ -132,8 +132,7 @@ def finetune_panel(texts: dict, first: str | None) -> SimpleNamespace:
             status = gr.HTML(views.status(FRESH), label="Status")
             # No legend (gradio 6.31 clips it at the bottom): the label says which line is which.
             curve = gr.LinePlot(None, x="step", y="loss", color="series", colors_in_legend=[],
-                                color_map={curves.BATCH: "#86efac", curves.AVERAGE: "#16a34a",
-                                           curves.HELD_OUT: "#2563eb", curves.KEPT: "#f59e0b"},
+                                color_map=curves.COPILOT_COLOURS,
                                 x_title="step", y_title="loss (bits per character)",
                                 label="Loss: training batches (light green), their running average (green), the "
                                       "held-out part (blue), the step kept (orange)")

@@ -9,6 +9,9 @@ import pandas as pd
 
 BATCH, AVERAGE, HELD_OUT, KEPT = "batch loss", "running average", "held-out loss", "kept weights"
 LOSS = "loss"  # the one series of a curve drawn without its average (Level 1's)
+# Each plot's series and their colours: the Copilot's, and Level 1's
+COPILOT_COLOURS = {BATCH: "#86efac", AVERAGE: "#16a34a", HELD_OUT: "#2563eb", KEPT: "#f59e0b"}
+LEVEL1_COLOURS = {LOSS: "#16a34a"}
 BITS = " bits/char"  # the unit both demos speak
 
 
@@ -17,7 +20,7 @@ def bits(nats: float) -> float:
     return nats / math.log(2)
 
 
-def empty_frame(series=(BATCH, AVERAGE, HELD_OUT, KEPT), steps: int = 100) -> pd.DataFrame:
+def empty_frame(series=tuple(COPILOT_COLOURS), steps: int = 100) -> pd.DataFrame:
     """Axes with nothing drawn on them, over steps 0..steps: two rows for each of the plot's
     `series` whose loss is NaN, which the plot leaves out.
 
@@ -41,7 +44,7 @@ def curve_frame(curve, unit=None, average: bool = False, held_out=None, kept_ste
     kept_step: a vertical line at that step ("kept weights"), across the plotted losses.
     Nothing to draw gives empty_frame(): axes alone."""
     if not curve and not held_out:
-        return empty_frame() if average else empty_frame((LOSS,))
+        return empty_frame() if average else empty_frame(tuple(LEVEL1_COLOURS))
     convert = unit or (lambda loss: loss)
     parts = []
     if curve:

@@ -6,8 +6,8 @@ import gradio as gr
 
 from . import level1 as L
 from . import views
-from .curves import LOSS
 from .common import DemoError
+from .curves import LEVEL1_COLOURS
 from .ui import FINETUNES, friendly, heading, session_state
 
 INTRO = """# Level 1: can a transformer memorize a dozen facts?
@@ -46,7 +46,7 @@ def build(demo: gr.Blocks, app: L.Level1) -> None:
             status = gr.HTML(views.status("Evaluate first to see what the model knows, then train."), label="Status")
             curve = gr.LinePlot(None, x="step", y="loss", color="series",
                                 y_title="loss (bits per character)", label="Training loss",
-                                color_map={LOSS: "#16a34a"}, colors_in_legend=[])
+                                color_map=LEVEL1_COLOURS, colors_in_legend=[])
 
     def on_open(current):
         try:

@@ -16,6 +16,7 @@ if not os.path.exists(CHROMIUM):
                 "does) for the browser test", allow_module_level=True)
 
 from demos.app import build_app  # noqa: E402
+from demos.curves import COPILOT_COLOURS, LEVEL1_COLOURS  # noqa: E402
 from demos.screenshots import browser_page, set_steps, visible  # noqa: E402
 from demos.ui import launch_kwargs  # noqa: E402
 
@@ -117,7 +118,7 @@ def drawn_lines(page, colours: set) -> None:
         assert sorted(titles) == ["loss (bits per character)", "step"]
 
 
-COPILOT_LINES = {"#86efac", "#16a34a", "#2563eb", "#f59e0b"}  # batches, their average, held-out, the step kept
+COPILOT_LINES = set(COPILOT_COLOURS.values())  # batches, their average, held-out, the step kept
 
 
 def test_runs_resets_and_loads_throw_nothing_in_the_page(url):
@@ -127,7 +128,7 @@ def test_runs_resets_and_loads_throw_nothing_in_the_page(url):
     with browser_page() as page:
         thrown = []
         page.on("pageerror", lambda err: thrown.append(str(err)))
-        copilot_walkthrough(page, url, steps=10)  # the first run, on the empty axes the page opens with
+        copilot_walkthrough(page, url, steps=10)
         drawn_lines(page, COPILOT_LINES)
         set_steps(page, 12)
         page.get_by_role("button", name="Start fine-tuning").click()
@@ -146,10 +147,10 @@ def test_runs_resets_and_loads_throw_nothing_in_the_page(url):
         visible(page, "Done: step 12/12")
         drawn_lines(page, COPILOT_LINES)
         level1_walkthrough(page, url, steps=10)
-        drawn_lines(page, {"#16a34a"})
+        drawn_lines(page, set(LEVEL1_COLOURS.values()))
         set_steps(page, 12)
         page.get_by_role("button", name="Train", exact=True).click()
         visible(page, "Done: step 12/12")
         page.wait_for_timeout(800)  # the last curve update
-        drawn_lines(page, {"#16a34a"})
+        drawn_lines(page, set(LEVEL1_COLOURS.values()))
         assert thrown == []
