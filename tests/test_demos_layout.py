@@ -79,7 +79,8 @@ def test_curve_frame_converts_and_averages():
     plain, copilot = curves.curve_frame([]), curves.curve_frame(None, average=True)
     assert list(plain["step"]) == [0, 100] and plain["loss"].isna().all() and list(plain["series"]) == ["loss"] * 2
     assert list(copilot["step"]) == [0, 100] * 4 and copilot["loss"].isna().all()
-    assert list(copilot["series"]) == [curves.BATCH] * 2 + [curves.AVERAGE] * 2 + [curves.HELD_OUT] * 2 + [curves.KEPT] * 2
+    assert list(copilot["series"]) == [curves.BATCH, curves.BATCH, curves.AVERAGE, curves.AVERAGE,
+                                       curves.HELD_OUT, curves.HELD_OUT, curves.KEPT, curves.KEPT]
 
 
 # ===================================================================== the Level 1 task format
